@@ -1,0 +1,132 @@
+"""The export stage: a ``MetricExporter`` that adds otel_rtc's metrics to any exporter.
+
+:class:`RtcMetricExporter` wraps an inner exporter (OTLP/HTTP by default). On every
+export it
+
+1. merges the hot-path aggregates of a
+   :class:`~otel_rtc._local_aggregation.LocalAggregationRegistry` into the batch, and
+2. runs each :class:`MetricsProcessor` (window rates, traffic load, ...) over the batch,
+
+then hands the result to the inner exporter. It follows the inner exporter's preferred
+temporality and aggregation. A failure in either step is contained: it is counted in
+``otel_rtc.internal.errors`` and the batch is exported without that step's additions.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+
+from otel_rtc._local_aggregation import (
+    LocalAggregationRegistry,
+    _bump_generation,
+    default_registry,
+)
+from otel_rtc._self_telemetry import report_error
+
+
+class MetricsProcessor(abc.ABC):
+    """Transforms a batch of metrics before export (one job: derive, filter, ...)."""
+
+    @abc.abstractmethod
+    def process(self, metrics_data: MetricsData) -> MetricsData:
+        """Return the batch to export; must pass unknown metrics through unchanged."""
+
+    def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (threads, samplers)."""
+
+
+class RtcMetricExporter(MetricExporter):
+    """Wraps ``inner`` and adds otel_rtc's aggregates and derived metrics to its exports.
+
+    Args:
+        inner: The exporter that actually sends data. Defaults to the OTLP/HTTP exporter
+            configured from ``OTEL_EXPORTER_OTLP_*`` environment variables.
+        registry: Hot-path aggregates to merge. Defaults to the process-wide registry,
+            which global-provider instrumentations record into once this exporter exists.
+        processors: Batch processors run in order after the merge.
+    """
+
+    def __init__(
+        self,
+        inner: MetricExporter | None = None,
+        *,
+        registry: LocalAggregationRegistry | None = None,
+        processors: Sequence[MetricsProcessor] = (),
+    ) -> None:
+        if inner is None:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter,
+            )
+
+            inner = OTLPMetricExporter()
+        if not isinstance(inner, MetricExporter):
+            raise ValueError(f"inner must be a MetricExporter, got {type(inner).__name__}")
+        for p in processors:
+            if not isinstance(p, MetricsProcessor):
+                raise ValueError(f"processors must be MetricsProcessor, got {type(p).__name__}")
+        super().__init__(
+            preferred_temporality=dict(inner._preferred_temporality),
+            preferred_aggregation=dict(inner._preferred_aggregation),
+        )
+        self.inner = inner
+        self.registry = registry if registry is not None else default_registry()
+        self.processors: list[MetricsProcessor] = list(processors)
+        self.registry.active = True
+        _bump_generation()
+
+    def transform(self, metrics_data: MetricsData) -> MetricsData:
+        """Apply the merge and the processors; never raises."""
+        data = metrics_data
+        try:
+            merged = self.registry.merge_into(data, self._preferred_temporality)
+            if merged is not None:
+                data = merged
+        except Exception as exc:
+            report_error("exporter.merge", exc)
+        for processor in self.processors:
+            try:
+                data = processor.process(data)
+            except Exception as exc:
+                report_error(f"exporter.{type(processor).__name__}", exc)
+        return data
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
+    ) -> MetricExportResult:
+        """Export ``metrics_data`` plus otel_rtc's additions through the inner exporter."""
+        return self.inner.export(self.transform(metrics_data), timeout_millis=timeout_millis)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Flush the inner exporter."""
+        return self.inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        """Shut down processors and the inner exporter; later events use the SDK path."""
+        for processor in self.processors:
+            try:
+                processor.shutdown()
+            except Exception as exc:
+                report_error(f"exporter.{type(processor).__name__}", exc)
+        self.registry.active = False
+        _bump_generation()
+        self.inner.shutdown(timeout_millis=timeout_millis)
+
+
+class RtcOTLPMetricExporter(RtcMetricExporter):
+    """Entry-point exporter: ``OTEL_METRICS_EXPORTER=otel_rtc``.
+
+    OTLP/HTTP from the standard environment variables, with the otel_rtc stage and its
+    default processors (see :func:`otel_rtc.default_processors`).
+    """
+
+    def __init__(self) -> None:
+        from otel_rtc._defaults import default_processors
+
+        super().__init__(processors=default_processors())

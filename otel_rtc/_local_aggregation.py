@@ -1,0 +1,488 @@
+"""Hot-path aggregation: one ``deque.append`` per event, exact histograms at collection.
+
+The OpenTelemetry SDK's ``Histogram.record()`` costs microseconds per call (attribute
+hashing, locks, exemplar filter). A message handler that wants to cost less than that
+appends one tuple per message to a :class:`BufferedRecorder`; the export stage
+(:class:`otel_rtc.RtcMetricExporter`) drains every recorder at collection time and folds
+the events into exact explicit-bucket histograms and counters, which it merges into the
+``MetricsData`` it exports.
+
+When no export stage is bound to the meter provider in use (the user brought their own
+pipeline), :func:`get_recorder` returns an :class:`SdkRecorder` with the same ``append``
+interface that calls plain SDK ``record()``/``add()``.
+
+An event is a 4-tuple ``(attrs, values, span_context, time_unix_nano)``:
+
+* ``attrs``: an interned :class:`~otel_rtc._attributes.AttrSet`;
+* ``values``: one entry per histogram of the recorder (``None`` skips that histogram);
+* ``span_context``: the active span's context for an exemplar, or ``None``;
+* ``time_unix_nano``: when the event happened (exemplar timestamp).
+
+Every counter of a recorder counts events (one per ``append``).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from opentelemetry import metrics as metrics_api
+from opentelemetry.sdk.metrics import Counter as SdkCounter
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext
+
+from otel_rtc._attributes import AttrSet
+from otel_rtc._clock import wall_clock_ns
+from otel_rtc._self_telemetry import report_error
+from otel_rtc.version import __version__
+
+Event = tuple[AttrSet, tuple[Optional[float], ...], Optional[SpanContext], int]
+
+DEFAULT_PENDING_LIMIT = 50_000
+"""Pending events per recorder before the recording thread folds them itself."""
+
+# The OTel messaging semantic conventions' advice for messaging.process.duration.
+MESSAGING_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+
+
+@dataclass(frozen=True)
+class HistogramSpec:
+    """An explicit-bucket histogram produced by local aggregation.
+
+    Attributes:
+        name: Metric name.
+        unit: UCUM unit.
+        description: Metric description.
+        boundaries: Strictly increasing bucket upper bounds.
+    """
+
+    name: str
+    unit: str
+    description: str
+    boundaries: tuple[float, ...] = MESSAGING_DURATION_BUCKETS
+
+    def __post_init__(self) -> None:
+        b = self.boundaries
+        if any(b[i] >= b[i + 1] for i in range(len(b) - 1)):
+            raise ValueError(f"{self.name}: boundaries must be strictly increasing")
+
+
+@dataclass(frozen=True)
+class CounterSpec:
+    """A monotonic counter of events produced by local aggregation."""
+
+    name: str
+    unit: str
+    description: str
+
+
+class _HistState:
+    __slots__ = ("count", "counts", "exemplars", "max", "min", "start_ns", "sum")
+
+    def __init__(self, n_buckets: int, start_ns: int) -> None:
+        self.counts = [0] * n_buckets
+        self.count = 0
+        self.sum = 0.0
+        self.min = float("inf")
+        self.max = float("-inf")
+        self.start_ns = start_ns
+        self.exemplars: dict[int, tuple[float, int, SpanContext]] = {}
+
+
+class _CountState:
+    __slots__ = ("start_ns", "value")
+
+    def __init__(self, start_ns: int) -> None:
+        self.value = 0
+        self.start_ns = start_ns
+
+
+class BufferedRecorder:
+    """Collects events with a single ``deque.append``; folded by the registry.
+
+    Use ``recorder.append(event)`` on the hot path, then, if
+    ``len(recorder.pending) > recorder.limit``, call :meth:`fold_if_full`.
+    """
+
+    __slots__ = ("__weakref__", "_registry", "append", "counters", "histograms", "limit",
+                 "pending")
+
+    def __init__(
+        self,
+        registry: LocalAggregationRegistry,
+        histograms: Sequence[HistogramSpec],
+        counters: Sequence[CounterSpec],
+        limit: int = DEFAULT_PENDING_LIMIT,
+    ) -> None:
+        self._registry = registry
+        self.histograms = tuple(histograms)
+        self.counters = tuple(counters)
+        self.pending: deque[Event] = deque()
+        self.append: Callable[[Event], None] = self.pending.append
+        self.limit = limit
+
+    def fold_if_full(self) -> None:
+        """Fold pending events now if another thread is not already doing it."""
+        self._registry.fold(self, blocking=False)
+
+
+class SdkRecorder:
+    """Fallback recorder over plain SDK instruments (same ``append`` interface)."""
+
+    __slots__ = ("_counters", "_histograms", "counters", "histograms", "limit", "pending")
+
+    def __init__(
+        self,
+        meter: metrics_api.Meter,
+        histograms: Sequence[HistogramSpec],
+        counters: Sequence[CounterSpec],
+    ) -> None:
+        self.histograms = tuple(histograms)
+        self.counters = tuple(counters)
+        self._histograms = [
+            meter.create_histogram(
+                h.name,
+                unit=h.unit,
+                description=h.description,
+                explicit_bucket_boundaries_advisory=list(h.boundaries),
+            )
+            for h in self.histograms
+        ]
+        self._counters = [
+            meter.create_counter(c.name, unit=c.unit, description=c.description)
+            for c in self.counters
+        ]
+        self.pending: deque[Event] = deque()  # always empty: nothing is buffered
+        self.limit = DEFAULT_PENDING_LIMIT
+
+    def append(self, event: Event) -> None:
+        """Record one event through the SDK."""
+        attrs, values, _ctx, _t = event
+        mapping = attrs.mapping
+        for hist, value in zip(self._histograms, values):
+            if value is not None:
+                hist.record(value, mapping)
+        for counter in self._counters:
+            counter.add(1, mapping)
+
+    def fold_if_full(self) -> None:
+        """Nothing to fold."""
+
+
+Recorder = Union[BufferedRecorder, SdkRecorder]
+
+
+class LocalAggregationRegistry:
+    """Owns buffered recorders and the exact aggregates folded from them.
+
+    One registry feeds one export stage (one consumer of collections).
+
+    Args:
+        resource: Resource used when the exported batch carries none of its own.
+        clock: Clock for point timestamps.
+    """
+
+    def __init__(self, resource: Resource | None = None, clock: Callable[[], int] = wall_clock_ns
+                 ) -> None:
+        self.resource = resource if resource is not None else Resource.create()
+        self.scope = InstrumentationScope("otel_rtc", __version__)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._recorders: weakref.WeakSet[BufferedRecorder] = weakref.WeakSet()
+        self._hist_specs: dict[str, HistogramSpec] = {}
+        self._counter_specs: dict[str, CounterSpec] = {}
+        self._hists: dict[tuple[str, AttrSet], _HistState] = {}
+        self._counts: dict[tuple[str, AttrSet], _CountState] = {}
+        self._last_collect_ns: int | None = None
+        self.active = False
+
+    # -- recorders -----------------------------------------------------------------
+    def recorder(
+        self,
+        histograms: Sequence[HistogramSpec],
+        counters: Sequence[CounterSpec] = (),
+        limit: int = DEFAULT_PENDING_LIMIT,
+    ) -> BufferedRecorder:
+        """Create a recorder whose events are folded into this registry.
+
+        Raises:
+            ValueError: a metric name is already registered with a different spec.
+        """
+        with self._lock:
+            for h in histograms:
+                known = self._hist_specs.setdefault(h.name, h)
+                if known != h:
+                    raise ValueError(f"histogram {h.name!r} already registered as {known}")
+            for c in counters:
+                known_c = self._counter_specs.setdefault(c.name, c)
+                if known_c != c:
+                    raise ValueError(f"counter {c.name!r} already registered as {known_c}")
+            rec = BufferedRecorder(self, histograms, counters, limit)
+            self._recorders.add(rec)
+            return rec
+
+    def fold(self, recorder: BufferedRecorder, blocking: bool = True) -> None:
+        """Drain ``recorder``'s pending events into the aggregates."""
+        if not self._lock.acquire(blocking):
+            return
+        try:
+            self._fold_locked(recorder)
+        finally:
+            self._lock.release()
+
+    def _fold_locked(self, rec: BufferedRecorder) -> None:
+        pending = rec.pending
+        popleft = pending.popleft
+        hists = self._hists
+        counts = self._counts
+        specs = rec.histograms
+        counter_names = [c.name for c in rec.counters]
+        now = self._clock()
+        start = self._last_collect_ns if self._last_collect_ns is not None else now
+        # Pop exactly the events present now; appends racing with us stay for next time.
+        for _ in range(len(pending)):
+            attrs, values, ctx, t_ns = popleft()
+            for spec, value in zip(specs, values):
+                if value is None:
+                    continue
+                key = (spec.name, attrs)
+                st = hists.get(key)
+                if st is None:
+                    st = hists[key] = _HistState(len(spec.boundaries) + 1, start)
+                i = bisect_left(spec.boundaries, value)
+                st.counts[i] += 1
+                st.count += 1
+                st.sum += value
+                if value < st.min:
+                    st.min = value
+                if value > st.max:
+                    st.max = value
+                if ctx is not None:
+                    st.exemplars[i] = (value, t_ns, ctx)
+            for name in counter_names:
+                key = (name, attrs)
+                cs = counts.get(key)
+                if cs is None:
+                    cs = counts[key] = _CountState(start)
+                cs.value += 1
+
+    # -- collection ----------------------------------------------------------------
+    def collect(
+        self,
+        histogram_temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE,
+        counter_temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE,
+    ) -> list[Metric]:
+        """Fold every recorder and return the aggregates as SDK ``Metric`` objects.
+
+        With DELTA temporality the aggregates are reset after being returned.
+        """
+        from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
+
+        with self._lock:
+            for rec in list(self._recorders):
+                self._fold_locked(rec)
+            now = self._clock()
+            hist_points: dict[str, list[HistogramDataPoint]] = {}
+            for (name, attrs), st in self._hists.items():
+                if st.count == 0:
+                    continue
+                spec = self._hist_specs[name]
+                exemplars = [
+                    Exemplar(
+                        filtered_attributes=None,
+                        value=v,
+                        time_unix_nano=t,
+                        span_id=c.span_id,
+                        trace_id=c.trace_id,
+                    )
+                    for v, t, c in st.exemplars.values()
+                ]
+                hist_points.setdefault(name, []).append(
+                    HistogramDataPoint(
+                        attributes=dict(attrs.mapping),
+                        start_time_unix_nano=st.start_ns,
+                        time_unix_nano=now,
+                        count=st.count,
+                        sum=st.sum,
+                        bucket_counts=list(st.counts),
+                        explicit_bounds=list(spec.boundaries),
+                        min=st.min,
+                        max=st.max,
+                        exemplars=exemplars,
+                    )
+                )
+            count_points: dict[str, list[NumberDataPoint]] = {}
+            for (name, attrs), cs in self._counts.items():
+                if cs.value == 0 and counter_temporality is AggregationTemporality.DELTA:
+                    continue
+                count_points.setdefault(name, []).append(
+                    NumberDataPoint(
+                        attributes=dict(attrs.mapping),
+                        start_time_unix_nano=cs.start_ns,
+                        time_unix_nano=now,
+                        value=cs.value,
+                    )
+                )
+            if histogram_temporality is AggregationTemporality.DELTA:
+                self._hists.clear()
+            else:
+                for st in self._hists.values():
+                    st.exemplars.clear()
+            if counter_temporality is AggregationTemporality.DELTA:
+                self._counts.clear()
+            self._last_collect_ns = now
+            out: list[Metric] = []
+            for name, points in hist_points.items():
+                spec = self._hist_specs[name]
+                out.append(
+                    Metric(
+                        name=name,
+                        description=spec.description,
+                        unit=spec.unit,
+                        data=Histogram(
+                            data_points=points, aggregation_temporality=histogram_temporality
+                        ),
+                    )
+                )
+            for name, cpoints in count_points.items():
+                cspec = self._counter_specs[name]
+                out.append(
+                    Metric(
+                        name=name,
+                        description=cspec.description,
+                        unit=cspec.unit,
+                        data=Sum(
+                            data_points=cpoints,
+                            aggregation_temporality=counter_temporality,
+                            is_monotonic=True,
+                        ),
+                    )
+                )
+            return out
+
+    def merge_into(
+        self,
+        metrics_data: MetricsData | None,
+        preferred_temporality: dict[type, AggregationTemporality] | None = None,
+    ) -> MetricsData | None:
+        """Return ``metrics_data`` with this registry's aggregates added.
+
+        The aggregates join the first ``ResourceMetrics`` (the SDK produces one per
+        provider); with none, a new one is made with :attr:`resource`.
+        """
+        pref = preferred_temporality or {}
+        extra = self.collect(
+            pref.get(SdkHistogram, AggregationTemporality.CUMULATIVE),
+            pref.get(SdkCounter, AggregationTemporality.CUMULATIVE),
+        )
+        if not extra:
+            return metrics_data
+        scope_metrics = ScopeMetrics(scope=self.scope, metrics=extra, schema_url="")
+        if metrics_data is None or not metrics_data.resource_metrics:
+            return MetricsData(
+                resource_metrics=[
+                    ResourceMetrics(
+                        resource=self.resource, scope_metrics=[scope_metrics], schema_url=""
+                    )
+                ]
+            )
+        first, *rest = metrics_data.resource_metrics
+        merged_first = ResourceMetrics(
+            resource=first.resource,
+            scope_metrics=[*first.scope_metrics, scope_metrics],
+            schema_url=first.schema_url,
+        )
+        return MetricsData(resource_metrics=[merged_first, *rest])
+
+
+# -- binding registries to meter providers --------------------------------------------
+
+_bindings: weakref.WeakKeyDictionary[Any, LocalAggregationRegistry] = weakref.WeakKeyDictionary()
+_default_registry = LocalAggregationRegistry()
+_generation = [0]
+
+
+def default_registry() -> LocalAggregationRegistry:
+    """The process-wide registry used by ``configure()`` and the entry-point exporter."""
+    return _default_registry
+
+
+def bind_registry(meter_provider: Any, registry: LocalAggregationRegistry) -> None:
+    """Declare that ``registry`` is merged into the export of ``meter_provider``.
+
+    Instrumentations using that provider then record through buffered recorders.
+    """
+    _bindings[meter_provider] = registry
+    registry.active = True
+    _generation[0] += 1
+
+
+def generation() -> int:
+    """Incremented whenever bindings change; instrumentations re-resolve on change."""
+    return _generation[0]
+
+
+def _bump_generation() -> None:
+    _generation[0] += 1
+
+
+def get_recorder(
+    histograms: Sequence[HistogramSpec],
+    counters: Sequence[CounterSpec],
+    meter_provider: Any = None,
+) -> Recorder:
+    """Return the cheapest recorder valid for ``meter_provider`` (``None``: global).
+
+    A buffered recorder when an export stage is bound to that provider (or, for the
+    global provider, when the default registry is active); otherwise SDK instruments.
+    """
+    try:
+        registry: LocalAggregationRegistry | None
+        if meter_provider is None:
+            mp = metrics_api.get_meter_provider()
+            registry = _bindings.get(mp)
+            if registry is None and _default_registry.active:
+                registry = _default_registry
+        else:
+            mp = meter_provider
+            registry = _bindings.get(mp)
+        if registry is not None:
+            return registry.recorder(histograms, counters)
+    except ValueError:
+        raise
+    except Exception as exc:  # e.g. an unhashable third-party provider
+        report_error("local_aggregation", exc)
+    meter = mp.get_meter("otel_rtc", __version__)
+    return SdkRecorder(meter, histograms, counters)
+
+
+def histogram_views(specs: Sequence[HistogramSpec]) -> list[View]:
+    """SDK views giving ``specs``' boundaries to SDK histograms of the same name."""
+    return [
+        View(
+            instrument_name=s.name,
+            aggregation=ExplicitBucketHistogramAggregation(boundaries=list(s.boundaries)),
+        )
+        for s in specs
+    ]
