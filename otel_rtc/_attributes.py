@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Union
 
 from opentelemetry.util.types import AttributeValue
 
-AttrValue = Union[str, bool, int, float]
+AttrValue = str | bool | int | float
 
 
 class AttrSet:

@@ -29,7 +29,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry.sdk.metrics import Counter as SdkCounter
@@ -55,7 +55,7 @@ from otel_rtc._clock import wall_clock_ns
 from otel_rtc._self_telemetry import report_error
 from otel_rtc.version import __version__
 
-Event = tuple[AttrSet, tuple[Optional[float], ...], Optional[SpanContext], int]
+Event = tuple[AttrSet, tuple[float | None, ...], SpanContext | None, int]
 
 DEFAULT_PENDING_LIMIT = 50_000
 """Pending events per recorder before the recording thread folds them itself."""
@@ -180,7 +180,7 @@ class SdkRecorder:
         """Record one event through the SDK."""
         attrs, values, _ctx, _t = event
         mapping = attrs.mapping
-        for hist, value in zip(self._histograms, values):
+        for hist, value in zip(self._histograms, values, strict=False):
             if value is not None:
                 hist.record(value, mapping)
         for counter in self._counters:
@@ -190,7 +190,7 @@ class SdkRecorder:
         """Nothing to fold."""
 
 
-Recorder = Union[BufferedRecorder, SdkRecorder]
+Recorder = BufferedRecorder | SdkRecorder
 
 
 class LocalAggregationRegistry:
@@ -263,7 +263,7 @@ class LocalAggregationRegistry:
         # Pop exactly the events present now; appends racing with us stay for next time.
         for _ in range(len(pending)):
             attrs, values, ctx, t_ns = popleft()
-            for spec, value in zip(specs, values):
+            for spec, value in zip(specs, values, strict=False):
                 if value is None:
                     continue
                 key = (spec.name, attrs)

@@ -25,8 +25,10 @@ __all__ = ["RtcInMemoryMetricReader", "TestPipeline", "make_test_pipeline"]
 
 
 class RtcInMemoryMetricReader(InMemoryMetricReader):
-    """An ``InMemoryMetricReader`` that merges a local-aggregation registry and runs
-    processors, exactly as :class:`otel_rtc.RtcMetricExporter` does on export.
+    """An ``InMemoryMetricReader`` with the otel_rtc export stage applied.
+
+    It merges a local-aggregation registry and runs processors exactly as
+    :class:`otel_rtc.RtcMetricExporter` does on export.
     """
 
     def __init__(
