@@ -1,10 +1,41 @@
-"""Default processor chain of the export stage (filled in by the processor module)."""
+"""Default processor chain of the export stage: window rates and traffic load.
+
+Configured from ``OTEL_RTC_*`` environment variables (see ``docs/processor.md``); one
+:class:`~otel_rtc._rate_processor.CounterSampler` reading the globally registered
+sample sources feeds both processors.
+"""
 
 from __future__ import annotations
+
+import os
 
 from otel_rtc._exporter import MetricsProcessor
 
 
 def default_processors() -> list[MetricsProcessor]:
-    """Processors that ``configure()`` and the entry-point exporter install."""
-    return []
+    """Processors that ``configure()`` and the entry-point exporter install.
+
+    ``OTEL_RTC_RATES=false`` / ``OTEL_RTC_LOAD=false`` leave one out. Never raises: on an
+    internal error the chain is empty (and the error counted).
+    """
+    try:
+        from otel_rtc._derived import settings_from_env
+        from otel_rtc._rate_processor import (
+            CounterSampler,
+            TrafficLoadProcessor,
+            WindowRateProcessor,
+        )
+
+        st = settings_from_env(os.environ)
+        sampler = CounterSampler(st.sample_period_s)
+        out: list[MetricsProcessor] = []
+        if st.rates_enabled:
+            out.append(WindowRateProcessor(st.rate, include=st.include, sampler=sampler))
+        if st.load_enabled:
+            out.append(TrafficLoadProcessor(st.load, sampler=sampler))
+        return out
+    except Exception as exc:
+        from otel_rtc._self_telemetry import report_error
+
+        report_error("default_processors", exc)
+        return []

@@ -28,7 +28,7 @@ from otel_rtc._local_aggregation import (
     _bump_generation,
     default_registry,
 )
-from otel_rtc._self_telemetry import report_error
+from otel_rtc._self_telemetry import count_drop, report_error
 
 
 class MetricsProcessor(abc.ABC):
@@ -72,8 +72,8 @@ class RtcMetricExporter(MetricExporter):
             if not isinstance(p, MetricsProcessor):
                 raise ValueError(f"processors must be MetricsProcessor, got {type(p).__name__}")
         super().__init__(
-            preferred_temporality=dict(inner._preferred_temporality),
-            preferred_aggregation=dict(inner._preferred_aggregation),
+            preferred_temporality=dict(inner._preferred_temporality or {}),
+            preferred_aggregation=dict(inner._preferred_aggregation or {}),
         )
         self.inner = inner
         self.registry = registry if registry is not None else default_registry()
@@ -100,8 +100,22 @@ class RtcMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
     ) -> MetricExportResult:
-        """Export ``metrics_data`` plus otel_rtc's additions through the inner exporter."""
-        return self.inner.export(self.transform(metrics_data), timeout_millis=timeout_millis)
+        """Export ``metrics_data`` plus otel_rtc's additions through the inner exporter.
+
+        A failed export is counted: its data points in
+        ``otel_rtc.telemetry.dropped{otel_rtc.drop.reason="export_failed"}`` (cumulative
+        series recover their totals at the next success; delta ones lose them).
+        """
+        data = self.transform(metrics_data)
+        result = self.inner.export(data, timeout_millis=timeout_millis)
+        if result is not MetricExportResult.SUCCESS:
+            try:
+                n = sum(len(m.data.data_points) for rm in data.resource_metrics
+                        for sm in rm.scope_metrics for m in sm.metrics)
+                count_drop("export.metrics", "export_failed", n)
+            except Exception as exc:
+                report_error("exporter", exc)
+        return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Flush the inner exporter."""

@@ -141,6 +141,11 @@ class BufferedRecorder:
         self.pending: deque[Event] = deque()
         self.append: Callable[[Event], None] = self.pending.append
         self.limit = limit
+        # The registry holds recorders weakly. Events still pending when a recorder is
+        # dropped (its owner closed, or replaced after a generation change) are handed
+        # to the registry for the next collection rather than lost.
+        weakref.finalize(self, registry._adopt, self.pending, self.histograms,
+                         self.counters)
 
     def fold_if_full(self) -> None:
         """Fold pending events now if another thread is not already doing it."""
@@ -210,12 +215,18 @@ class LocalAggregationRegistry:
         self._clock = clock
         self._lock = threading.Lock()
         self._recorders: weakref.WeakSet[BufferedRecorder] = weakref.WeakSet()
+        self._orphans: deque[tuple[deque[Event], tuple[HistogramSpec, ...],
+                                   tuple[CounterSpec, ...]]] = deque()
         self._hist_specs: dict[str, HistogramSpec] = {}
         self._counter_specs: dict[str, CounterSpec] = {}
         self._hists: dict[tuple[str, AttrSet], _HistState] = {}
         self._counts: dict[tuple[str, AttrSet], _CountState] = {}
         self._last_collect_ns: int | None = None
         self.active = False
+
+    def series_count(self) -> int:
+        """Number of (metric, attribute set) series currently held."""
+        return len(self._hists) + len(self._counts)
 
     # -- recorders -----------------------------------------------------------------
     def recorder(
@@ -251,13 +262,30 @@ class LocalAggregationRegistry:
         finally:
             self._lock.release()
 
+    def _adopt(self, pending: deque[Event], histograms: tuple[HistogramSpec, ...],
+               counters: tuple[CounterSpec, ...]) -> None:
+        """Keep a dropped recorder's pending events for the next collection.
+
+        Runs as a finalizer, possibly inside the garbage collector while this thread
+        holds the lock, so it takes no lock: ``deque.append`` is atomic.
+        """
+        if pending:
+            self._orphans.append((pending, histograms, counters))
+
     def _fold_locked(self, rec: BufferedRecorder) -> None:
-        pending = rec.pending
+        self._fold_events(rec.pending, rec.histograms, rec.counters)
+
+    def _fold_orphans_locked(self) -> None:
+        orphans = self._orphans
+        while orphans:
+            self._fold_events(*orphans.popleft())
+
+    def _fold_events(self, pending: deque[Event], specs: tuple[HistogramSpec, ...],
+                     counters: tuple[CounterSpec, ...]) -> None:
         popleft = pending.popleft
         hists = self._hists
         counts = self._counts
-        specs = rec.histograms
-        counter_names = [c.name for c in rec.counters]
+        counter_names = [c.name for c in counters]
         now = self._clock()
         start = self._last_collect_ns if self._last_collect_ns is not None else now
         # Pop exactly the events present now; appends racing with us stay for next time.
@@ -302,6 +330,7 @@ class LocalAggregationRegistry:
         with self._lock:
             for rec in list(self._recorders):
                 self._fold_locked(rec)
+            self._fold_orphans_locked()
             now = self._clock()
             hist_points: dict[str, list[HistogramDataPoint]] = {}
             for (name, attrs), st in self._hists.items():
@@ -396,24 +425,38 @@ class LocalAggregationRegistry:
             pref.get(SdkHistogram, AggregationTemporality.CUMULATIVE),
             pref.get(SdkCounter, AggregationTemporality.CUMULATIVE),
         )
-        if not extra:
-            return metrics_data
-        scope_metrics = ScopeMetrics(scope=self.scope, metrics=extra, schema_url="")
-        if metrics_data is None or not metrics_data.resource_metrics:
-            return MetricsData(
-                resource_metrics=[
-                    ResourceMetrics(
-                        resource=self.resource, scope_metrics=[scope_metrics], schema_url=""
-                    )
-                ]
-            )
-        first, *rest = metrics_data.resource_metrics
-        merged_first = ResourceMetrics(
-            resource=first.resource,
-            scope_metrics=[*first.scope_metrics, scope_metrics],
-            schema_url=first.schema_url,
-        )
-        return MetricsData(resource_metrics=[merged_first, *rest])
+        return add_scope_metrics(metrics_data, self.scope, extra, self.resource)
+
+
+def add_scope_metrics(metrics_data: MetricsData | None, scope: InstrumentationScope,
+                      metrics: Sequence[Metric], resource: Resource) -> MetricsData | None:
+    """Return ``metrics_data`` with ``metrics`` added under ``scope``.
+
+    They join the first ``ResourceMetrics`` (the SDK produces one per provider); with
+    none, a new one is made with ``resource``. A scope already present there is
+    extended, never repeated: the OTLP protobuf encoder groups by scope, so a second
+    ``ScopeMetrics`` equal to an SDK meter's scope (e.g. otel_rtc's own ``"otel_rtc"``
+    meter) would replace that meter's metrics in the request.
+    """
+    if not metrics:
+        return metrics_data
+    if metrics_data is None or not metrics_data.resource_metrics:
+        return MetricsData(resource_metrics=[ResourceMetrics(
+            resource=resource,
+            scope_metrics=[ScopeMetrics(scope=scope, metrics=list(metrics), schema_url="")],
+            schema_url="")])
+    first, *rest = metrics_data.resource_metrics
+    scopes = list(first.scope_metrics)
+    for i, sm in enumerate(scopes):
+        if sm.scope == scope:
+            scopes[i] = ScopeMetrics(scope=sm.scope, metrics=[*sm.metrics, *metrics],
+                                     schema_url=sm.schema_url)
+            break
+    else:
+        scopes.append(ScopeMetrics(scope=scope, metrics=list(metrics), schema_url=""))
+    merged_first = ResourceMetrics(resource=first.resource, scope_metrics=scopes,
+                                   schema_url=first.schema_url)
+    return MetricsData(resource_metrics=[merged_first, *rest])
 
 
 # -- binding registries to meter providers --------------------------------------------
@@ -435,7 +478,46 @@ def bind_registry(meter_provider: Any, registry: LocalAggregationRegistry) -> No
     """
     _bindings[meter_provider] = registry
     registry.active = True
+    _ensure_always_collected(meter_provider, registry)
     _generation[0] += 1
+
+
+_collected_providers: weakref.WeakKeyDictionary[Any, LocalAggregationRegistry] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _ensure_always_collected(meter_provider: Any, registry: LocalAggregationRegistry) -> None:
+    """Give ``meter_provider`` an instrument that reports on every collection.
+
+    The SDK calls a reader (and so the export stage that merges local aggregates) only
+    when its own instruments produced at least one point. A process whose only metrics
+    are otel_rtc's buffered ones would never export them. This observable gauge, the
+    number of series the registry holds (its memory, worth watching anyway), always has
+    a point; the self-telemetry counters are registered alongside.
+    """
+    try:
+        if _collected_providers.get(meter_provider) is registry:
+            return
+        _collected_providers[meter_provider] = registry
+        from otel_rtc._self_telemetry import register_self_metrics
+
+        meter = meter_provider.get_meter("otel_rtc", __version__)
+        ref = weakref.ref(registry)
+
+        def observe(_options: metrics_api.CallbackOptions) -> list[metrics_api.Observation]:
+            reg = ref()
+            return [] if reg is None else [metrics_api.Observation(reg.series_count())]
+
+        meter.create_observable_gauge(
+            "otel_rtc.local_aggregation.series",
+            callbacks=[observe],
+            unit="{series}",
+            description="Series held by otel_rtc's local aggregation for the export stage.",
+        )
+        register_self_metrics(meter)
+    except Exception as exc:
+        report_error("local_aggregation", exc)
 
 
 def generation() -> int:
@@ -468,6 +550,7 @@ def get_recorder(
             mp = meter_provider
             registry = _bindings.get(mp)
         if registry is not None:
+            _ensure_always_collected(mp, registry)
             return registry.recorder(histograms, counters)
     except ValueError:
         raise

@@ -1,0 +1,294 @@
+"""otel_rtc demo: the example message server under bursty load, with a live summary.
+
+Run it with ``./demo.sh`` (or ``python -m examples.demo``). It
+
+1. calls :func:`otel_rtc.configure` — OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set,
+   otherwise the embedded default: newline-delimited OTLP JSON files in
+   ``./telemetry-out`` (``--output-dir``);
+2. runs the example UDP message server (``examples/message_server.py``) for about
+   20 s (``--duration``): a client sends bursts of messages, the server's tiny receive
+   buffer drops some, the client resends after a timeout;
+3. prints a live summary about once a second: progress, latency percentiles (queue
+   wait, processing, receive-to-finish), bursts, drops and resends;
+4. briefly runs the simulated SFU (``examples/sfu_pubsub.py``, simulated time) so the
+   pub/sub, session and traffic metrics are in the files too (``--no-sfu`` skips it);
+5. prints a final summary and where the telemetry was written, with how to open it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from otel_rtc._configure import Telemetry, configure
+
+BAR_WIDTH = 30
+REFRESH_S = 1.0
+LATENCIES = (("queue_wait", "queue wait"), ("processing", "processing"),
+             ("receive_to_finish", "receive→finish"))
+PERCENTILES = ("p50", "p95", "p99")
+
+
+# -- reading ServerStats --------------------------------------------------------------
+# The server's stats object is read by attribute name, leniently: a missing field shows
+# as "-" rather than breaking the demo.
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    for name in names:
+        if isinstance(obj, Mapping) and name in obj:
+            return obj[name]
+        if hasattr(obj, name):
+            return getattr(obj, name)
+    return default
+
+
+def _percentiles_ms(stats: Any, key: str) -> dict[str, float | None]:
+    """``{"p50": ms, ...}`` for one latency of the stats (seconds or ms fields)."""
+    out: dict[str, float | None] = {}
+    group = _get(stats, key, f"{key}_s", f"{key}_ms")
+    for p in PERCENTILES:
+        value: Any = None
+        scale = 1000.0
+        if group is not None and not isinstance(group, (int, float)):
+            value = _get(group, p, f"{p}_s")
+            if value is None:
+                value = _get(group, f"{p}_ms")
+                scale = 1.0
+            elif isinstance(group, Mapping) is False and hasattr(group, f"{p}_ms"):
+                pass
+        if value is None:
+            value = _get(stats, f"{key}_{p}", f"{key}_{p}_s")
+            scale = 1000.0
+        if value is None:
+            value = _get(stats, f"{key}_{p}_ms")
+            scale = 1.0
+        out[p] = None if value is None else float(value) * scale
+    return out
+
+
+def _fmt_ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def _int(stats: Any, *names: str) -> str:
+    v = _get(stats, *names)
+    return "-" if v is None else f"{int(v)}"
+
+
+def summary_lines(stats: Any, elapsed_s: float, duration_s: float) -> list[str]:
+    """The live summary block for one tick."""
+    frac = 0.0 if duration_s <= 0 else min(max(elapsed_s / duration_s, 0.0), 1.0)
+    filled = round(frac * BAR_WIDTH)
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    lines = [
+        f"[{bar}] {frac * 100:3.0f}%  {min(elapsed_s, duration_s):4.1f}/{duration_s:.1f} s"
+        f"  sent {_int(stats, 'sent')}  received {_int(stats, 'received')}"
+        f"  processed {_int(stats, 'processed')}",
+    ]
+    lat = []
+    for key, label in LATENCIES:
+        pct = _percentiles_ms(stats, key)
+        lat.append(f"{label} {'/'.join(_fmt_ms(pct[p]) for p in PERCENTILES)}")
+    lines.append("  latency ms p50/p95/p99: " + " | ".join(lat))
+    max_burst = _get(stats, "max_burst_duration_s", "max_burst_duration")
+    max_burst_ms = "-" if max_burst is None else _fmt_ms(float(max_burst) * 1000.0)
+    frame = _get(stats, "frame", "latest_frame", "last_frame", "frame_stats")
+    frame_txt = ""
+    if frame is not None:
+        frame_txt = (f"  last frame: {_int(frame, 'data_points')} bursts,"
+                     f" {float(_get(frame, 'total_message_throughput_rate', default=0.0)):.0f}"
+                     " msg/s")
+    lines.append(
+        f"  bursts {_int(stats, 'bursts', 'burst_count')}"
+        f" (longest {max_burst_ms} ms = worst-case latency bound)"
+        f"  dropped {_int(stats, 'dropped', 'drops')}  resends {_int(stats, 'resends')}"
+        f"  lost {_int(stats, 'lost')}{frame_txt}"
+    )
+    return lines
+
+
+# -- live display ---------------------------------------------------------------------
+
+
+class LiveSummary:
+    """Refreshes the summary at most once per ``refresh_s``.
+
+    On a terminal the block is redrawn in place; otherwise (a pipe, a file, CI) each
+    refresh prints the block's lines once, so logs stay readable.
+    """
+
+    def __init__(self, duration_s: float, out: TextIO = sys.stdout,
+                 refresh_s: float = REFRESH_S, clock: Callable[[], float] = time.monotonic,
+                 tty: bool | None = None) -> None:
+        self.duration_s = duration_s
+        self.out = out
+        self.refresh_s = refresh_s
+        self._clock = clock
+        self._start = clock()
+        self._last_draw: float | None = None
+        self._drawn_lines = 0
+        self.latest: Any = None
+        self.ticks = 0
+        self.tty = out.isatty() if tty is None else tty
+
+    def update(self, stats: Any) -> None:
+        """Progress callback of the server: remember ``stats``, redraw when due."""
+        self.latest = stats
+        now = self._clock()
+        if self._last_draw is not None and now - self._last_draw < self.refresh_s:
+            return
+        self._last_draw = now
+        self.draw(now - self._start)
+
+    def draw(self, elapsed_s: float) -> None:
+        """Print the summary for ``elapsed_s``."""
+        if self.latest is None:
+            return
+        self.ticks += 1
+        lines = summary_lines(self.latest, elapsed_s, self.duration_s)
+        if self.tty:
+            width = shutil.get_terminal_size((120, 20)).columns
+            if self._drawn_lines:
+                self.out.write(f"\x1b[{self._drawn_lines}F")
+            for line in lines:
+                self.out.write("\x1b[2K" + line[: max(width - 1, 20)] + "\n")
+            self._drawn_lines = len(lines)
+        else:
+            self.out.write(" ".join(s.strip() for s in lines) + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        """Draw the final state regardless of the refresh period."""
+        self.draw(self._clock() - self._start)
+
+
+# -- the demo ---------------------------------------------------------------------------
+
+
+def _telemetry_report(h: Telemetry) -> list[str]:
+    if h.mode == "file":
+        lines = ["Telemetry written as OTLP JSON lines (one export per line):"]
+        for signal, path in h.paths.items():
+            size = path.stat().st_size if path.exists() else 0
+            lines.append(f"  {signal:8s} {path}  ({size:,} bytes)")
+        metrics_path = _rel(h.paths["metrics"])
+        lines += [
+            "Open it:",
+            f"  head -c 400 {metrics_path}; echo",
+            f"  python -m json.tool --json-lines {metrics_path} | less",
+            f"  grep -o '\"name\":\"[a-z_.]*\"' {metrics_path} | sort -u",
+            "Ingest it into any OpenTelemetry Collector with the otlpjsonfile receiver:",
+            f"  receivers: {{otlpjsonfile: {{include: [\"{h.output_dir}/*.jsonl\"]}}}}",
+            "See docs/getting-started.md.",
+        ]
+        return lines
+    if h.mode == "otlp":
+        where = h.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "(per-signal env)")
+        return [f"Telemetry exported over OTLP ({h.protocol}) to {where}."]
+    return ["Telemetry is disabled (OTEL_SDK_DISABLED=true): nothing was exported."]
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _run_server(args: argparse.Namespace, h: Telemetry, live: LiveSummary) -> Any:
+    from examples import message_server
+
+    return asyncio.run(message_server.run(
+        args.duration, seed=args.seed, progress=live.update,
+        tracer_provider=h.tracer_provider, meter_provider=h.meter_provider,
+    ))
+
+
+def _run_sfu(h: Telemetry, seconds: float) -> dict[str, Any]:
+    from examples import sfu_pubsub
+
+    # Simulated time: instant. Flush while the SFU's observable instruments are alive.
+    return sfu_pubsub.run(seconds, virtual=True, seed=1, tracer_provider=h.tracer_provider,
+                          meter_provider=h.meter_provider, logger_provider=h.logger_provider,
+                          on_finish=lambda: h.force_flush())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    ap = argparse.ArgumentParser(prog="python -m examples.demo",
+                                 description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--duration", type=float, default=20.0,
+                    help="seconds of load on the message server (default 20, max 600)")
+    ap.add_argument("--output-dir", default=None,
+                    help="where the OTLP JSON files go when no endpoint is set "
+                         "(default: $OTEL_RTC_OUTPUT_DIR or ./telemetry-out)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed of the load")
+    ap.add_argument("--sfu-seconds", type=float, default=10.0,
+                    help="simulated seconds of the SFU example (default 10)")
+    ap.add_argument("--no-sfu", action="store_true", help="skip the simulated SFU")
+    ap.add_argument("--fresh", action="store_true",
+                    help="delete earlier demo files in the output directory first")
+    args = ap.parse_args(argv)
+    if not 0 < args.duration <= 600:
+        ap.error("--duration must be in (0, 600]")
+
+    if args.fresh and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        out_dir = Path(args.output_dir or os.environ.get("OTEL_RTC_OUTPUT_DIR")
+                       or "telemetry-out")
+        for name in ("traces.jsonl", "metrics.jsonl", "logs.jsonl"):
+            (out_dir / name).unlink(missing_ok=True)
+
+    h = configure(service_name=os.environ.get("OTEL_SERVICE_NAME") or "otel-rtc-demo",
+                  output_dir=args.output_dir, export_interval_s=5.0, bursts=True)
+    where = (f"files in {h.output_dir}" if h.mode == "file"
+             else f"OTLP {h.protocol}" if h.mode == "otlp" else "nowhere (disabled)")
+    print(f"otel_rtc demo: message server under bursty load for {args.duration:g} s; "
+          f"telemetry -> {where}", flush=True)
+    live = LiveSummary(args.duration)
+    stats: Any = None
+    status = 0
+    try:
+        stats = _run_server(args, h, live)
+        if stats is not None:
+            live.latest = stats
+        live.finish()
+        if not args.no_sfu:
+            summary = _run_sfu(h, args.sfu_seconds)
+            print(f"simulated SFU ({args.sfu_seconds:g} s simulated): "
+                  f"{summary.get('participant_joined', 0)} joins, "
+                  f"{summary.get('subscriptions.first', 0)} first subscriptions, "
+                  f"{summary.get('subscriptions.retry', 0)} retries", flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted", flush=True)
+        status = 130
+    finally:
+        h.shutdown(timeout_s=10.0)
+
+    print()
+    print("Final summary")
+    if live.latest is not None:
+        for line in summary_lines(live.latest, args.duration, args.duration)[1:]:
+            print(line)
+        print(f"  messages: sent {_int(live.latest, 'sent')}, received "
+              f"{_int(live.latest, 'received')}, processed {_int(live.latest, 'processed')}")
+    for line in _telemetry_report(h):
+        print(line)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,534 @@
+"""Instrumented bounded buffers: enqueue stamps, counted drops, depth, burst ends.
+
+A message server's receive buffer is where the first of the three timestamps of a
+message lives: the moment it was *received* (enqueued). It is also where messages are
+lost: a small buffer that is full silently drops what arrives. The buffers here make
+both visible:
+
+* every item is stamped with its enqueue time (epoch ns); taking an item out of a
+  buffer publishes that stamp in a context variable, where
+  :class:`otel_rtc._handler.MessageHandler` picks it up as the message's received time
+  (see :func:`last_enqueue_ns`);
+* an item refused because the buffer is full is counted in
+  ``otel_rtc.buffer.dropped{otel_rtc.drop.reason}`` (and in the self-telemetry
+  ``otel_rtc.telemetry.dropped``), never silently;
+* accepted items are counted in ``otel_rtc.buffer.enqueued``; the depth is the
+  observable gauge ``otel_rtc.buffer.depth``; all carry ``otel_rtc.buffer.name``;
+* a *get* that finds the buffer empty ends the burst in progress of the burst monitor
+  (``bursts=``), because that is the definition of the end of a burst.
+
+Three flavours share this behaviour:
+
+* :class:`InstrumentedQueue`: a :class:`queue.Queue` (threads). ``put(block=False)`` /
+  ``put_nowait`` on a full queue raise :class:`queue.Full` exactly like the stdlib, after
+  counting the drop; :meth:`InstrumentedQueue.offer` returns ``False`` instead.
+* :class:`InstrumentedAsyncQueue`: an :class:`asyncio.Queue`. ``put_nowait`` on a full
+  queue raises :class:`asyncio.QueueFull` after counting; ``offer`` returns ``False``.
+* :class:`BoundedBuffer`: a lock-protected deque with a drop policy: ``"reject"`` (the
+  new item is refused, reason ``full``) or ``"drop_oldest"`` (the oldest item is
+  evicted, reason ``drop_oldest``).
+
+The queues keep ``(enqueue_ns, item)`` pairs in their internal container
+(``Queue.queue`` / ``asyncio.Queue._queue``); the public methods give back the items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import queue
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry import metrics as metrics_api
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from otel_rtc import _local_aggregation
+from otel_rtc._attributes import AttrSet, intern_attrs
+from otel_rtc._local_aggregation import CounterSpec, Recorder, get_recorder
+from otel_rtc._self_telemetry import count_drop, report_error
+from otel_rtc.version import __version__
+
+__all__ = [
+    "BUFFER_DROP_REASONS",
+    "BoundedBuffer",
+    "InstrumentedAsyncQueue",
+    "InstrumentedQueue",
+    "last_enqueue_ns",
+]
+
+_COMPONENT = "buffer"
+
+ATTR_BUFFER_NAME = "otel_rtc.buffer.name"
+ATTR_DROP_REASON = "otel_rtc.drop.reason"
+
+BUFFER_DROP_REASONS = ("full", "drop_oldest")
+"""``full``: the new item was refused; ``drop_oldest``: the oldest item was evicted."""
+
+ENQUEUED = CounterSpec("otel_rtc.buffer.enqueued", "{message}",
+                       "Items accepted into an instrumented buffer.")
+DROPPED = CounterSpec("otel_rtc.buffer.dropped", "{message}",
+                      "Items lost by an instrumented buffer because it was full, by reason.")
+
+_POLICIES = ("reject", "drop_oldest")
+
+_last_enqueue: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "otel_rtc_last_enqueue_ns", default=None
+)
+
+
+def last_enqueue_ns() -> int | None:
+    """The enqueue stamp (epoch ns) of the item last taken from an instrumented buffer.
+
+    Per thread and per asyncio task (a context variable). A
+    :class:`~otel_rtc._handler.MessageHandler` entered afterwards in the same context
+    uses it as the message's received time and clears it, so a stamp is used once.
+    """
+    return _last_enqueue.get()
+
+
+def _take_enqueue_stamp() -> int | None:
+    """Return and clear the current context's enqueue stamp (for the handler)."""
+    t = _last_enqueue.get()
+    if t is not None:
+        _last_enqueue.set(None)
+    return t
+
+
+def resolve_monitor(bursts: Any, default_name: str, tracer_provider: Any, meter_provider: Any
+                    ) -> Any:
+    """Turn a ``bursts=`` argument into a burst monitor or ``None``.
+
+    ``False``/``None``: none; ``True``: ``get_burst_monitor(default_name)``; a str:
+    ``get_burst_monitor(that_name)``; a :class:`~otel_rtc._burst_telemetry.BurstMonitor`:
+    itself.
+
+    Raises:
+        ValueError: Any other value.
+    """
+    if bursts is None or bursts is False:
+        return None
+    from otel_rtc._burst_telemetry import BurstMonitor, get_burst_monitor
+
+    if isinstance(bursts, BurstMonitor):
+        return bursts
+    if bursts is True:
+        name = default_name
+    elif isinstance(bursts, str) and bursts:
+        name = bursts
+    else:
+        raise ValueError(f"bursts must be a bool, a non-empty str or a BurstMonitor, "
+                         f"got {bursts!r}")
+    return get_burst_monitor(name, tracer_provider=tracer_provider,
+                             meter_provider=meter_provider)
+
+
+# -- the depth gauge: one observable gauge per meter provider over all live buffers ------
+
+class _DepthGauge:
+    def __init__(self, meter_provider: Any) -> None:
+        self.buffers: weakref.WeakSet[Any] = weakref.WeakSet()
+        meter = meter_provider.get_meter("otel_rtc", __version__)
+        meter.create_observable_gauge(
+            "otel_rtc.buffer.depth",
+            callbacks=[self._observe],
+            unit="{message}",
+            description="Items waiting in an instrumented buffer.",
+        )
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        try:
+            depth: dict[AttrSet, int] = {}
+            for b in list(self.buffers):
+                attrs = b._telemetry.attrs
+                depth[attrs] = depth.get(attrs, 0) + len(b)
+            return [Observation(v, a.mapping) for a, v in depth.items()]
+        except Exception as exc:
+            report_error(_COMPONENT, exc)
+            return []
+
+
+_gauges: weakref.WeakKeyDictionary[Any, _DepthGauge] = weakref.WeakKeyDictionary()
+_gauges_lock = threading.Lock()
+
+
+def _register_depth(buffer: Any, meter_provider: Any) -> None:
+    try:
+        mp = meter_provider if meter_provider is not None else metrics_api.get_meter_provider()
+        with _gauges_lock:
+            gauge = _gauges.get(mp)
+            if gauge is None:
+                gauge = _gauges[mp] = _DepthGauge(mp)
+            gauge.buffers.add(buffer)
+    except Exception as exc:
+        report_error(_COMPONENT, exc)
+
+
+class _BufferTelemetry:
+    """Counters, depth registration and burst signalling shared by every buffer type."""
+
+    __slots__ = ("__weakref__", "_dropped_attrs", "_gen", "_meter_provider", "_rec_drop",
+                 "_rec_enq", "attrs", "clock", "monitor", "name")
+
+    def __init__(self, owner: Any, name: str, bursts: Any, meter_provider: Any,
+                 tracer_provider: Any, clock: Callable[[], int] | None) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError("name must be a non-empty str")
+        if clock is not None and not callable(clock):
+            raise ValueError("clock must be callable")
+        self.name = name
+        self.clock: Callable[[], int] = clock if clock is not None else time.time_ns
+        self.attrs = intern_attrs({ATTR_BUFFER_NAME: name})
+        self._dropped_attrs = {
+            r: intern_attrs({ATTR_BUFFER_NAME: name, ATTR_DROP_REASON: r})
+            for r in BUFFER_DROP_REASONS
+        }
+        self._meter_provider = meter_provider
+        self._gen = -1
+        self._rec_enq: Recorder | None = None
+        self._rec_drop: Recorder | None = None
+        self.monitor = resolve_monitor(bursts, name, tracer_provider, meter_provider)
+        self._resolve()
+        _register_depth(owner, meter_provider)
+
+    def _resolve(self) -> None:
+        try:
+            self._gen = _local_aggregation.generation()
+            self._rec_enq = get_recorder((), (ENQUEUED,), self._meter_provider)
+            self._rec_drop = get_recorder((), (DROPPED,), self._meter_provider)
+        except Exception as exc:
+            report_error(_COMPONENT, exc)
+
+    def enqueued(self, t_ns: int) -> None:
+        try:
+            if self._gen != _local_aggregation.generation():
+                self._resolve()
+            rec = self._rec_enq
+            if rec is not None:
+                rec.append((self.attrs, (), None, t_ns))
+                if len(rec.pending) > rec.limit:
+                    rec.fold_if_full()
+        except Exception as exc:
+            report_error(_COMPONENT, exc)
+
+    def dropped(self, reason: str) -> None:
+        try:
+            count_drop(_COMPONENT, reason)
+            if self._gen != _local_aggregation.generation():
+                self._resolve()
+            rec = self._rec_drop
+            if rec is not None:
+                rec.append((self._dropped_attrs[reason], (), None, self.clock()))
+                if len(rec.pending) > rec.limit:
+                    rec.fold_if_full()
+        except Exception as exc:
+            report_error(_COMPONENT, exc)
+
+    def empty(self) -> None:
+        mon = self.monitor
+        if mon is not None and mon.enabled:
+            try:
+                mon.buffer_empty(self.clock())
+            except Exception as exc:
+                report_error(_COMPONENT, exc)
+
+
+def _check_size(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be an int >= 1 (buffers are bounded), got {value!r}")
+    return value
+
+
+class InstrumentedQueue(queue.Queue):  # type: ignore[type-arg]
+    """A bounded :class:`queue.Queue` with enqueue stamps, counted drops and depth.
+
+    Behaves like the stdlib queue: ``put(item, block=False)`` and ``put_nowait`` on a
+    full queue raise :class:`queue.Full` (and ``put(timeout=...)`` raises it when the
+    timeout expires); each such refusal is counted as a drop with reason ``full``
+    first. :meth:`offer` is the non-raising form. A ``get`` that finds the queue empty
+    tells the burst monitor, then blocks as usual. After a ``get`` the item's enqueue
+    stamp is available through :func:`last_enqueue_ns` in the getting thread.
+
+    Args:
+        maxsize: Capacity (>= 1).
+        name: Value of ``otel_rtc.buffer.name``; also the burst monitor's name with
+            ``bursts=True``.
+        bursts: ``True`` (monitor ``name``), a monitor name, a ``BurstMonitor``, or
+            ``False``. Only acts while the monitor is enabled.
+        meter_provider: For the counters and the depth gauge (default: global).
+        tracer_provider: For the burst monitor's spans when it is created here.
+        clock: Clock for the enqueue stamps (epoch ns; default ``time.time_ns``).
+
+    Raises:
+        ValueError: On a bad argument.
+    """
+
+    def __init__(self, maxsize: int, *, name: str = "queue", bursts: Any = False,
+                 meter_provider: Any = None, tracer_provider: Any = None,
+                 clock: Callable[[], int] | None = None) -> None:
+        _check_size(maxsize, "maxsize")
+        super().__init__(maxsize)
+        self._telemetry = _BufferTelemetry(self, name, bursts, meter_provider,
+                                           tracer_provider, clock)
+        self._stamp = self._telemetry.clock
+        self._last_put_ns = 0
+
+    @property
+    def name(self) -> str:
+        """The buffer's name."""
+        return self._telemetry.name
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    # Hooks called by queue.Queue under its mutex.
+    def _put(self, item: Any) -> None:
+        t = self._stamp()
+        self._last_put_ns = t
+        self.queue.append((t, item))
+
+    def _get(self) -> Any:
+        t, item = self.queue.popleft()
+        _last_enqueue.set(t)
+        return item
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Put ``item``; on a full queue count a ``full`` drop and raise like the stdlib.
+
+        Raises:
+            queue.Full: The queue stayed full (non-blocking, or after ``timeout``).
+        """
+        try:
+            super().put(item, block, timeout)
+        except queue.Full:
+            self._telemetry.dropped("full")
+            raise
+        self._telemetry.enqueued(self._last_put_ns)
+
+    def offer(self, item: Any) -> bool:
+        """Put without blocking; ``False`` (drop counted, reason ``full``) when full."""
+        try:
+            self.put(item, block=False)
+        except queue.Full:
+            return False
+        return True
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Take an item; an empty queue ends the burst in progress first.
+
+        Raises:
+            queue.Empty: As the stdlib (non-blocking, or after ``timeout``).
+        """
+        if not self.queue:
+            self._telemetry.empty()
+        return super().get(block, timeout)
+
+
+class InstrumentedAsyncQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """A bounded :class:`asyncio.Queue` with enqueue stamps, counted drops and depth.
+
+    ``put_nowait`` on a full queue counts a ``full`` drop then raises
+    :class:`asyncio.QueueFull` like the stdlib; :meth:`offer` returns ``False``
+    instead (use it from ``DatagramProtocol.datagram_received``). ``await put()``
+    waits for room and never drops. ``get``/``get_nowait`` on an empty queue end the
+    burst in progress. After a get, the item's enqueue stamp is available through
+    :func:`last_enqueue_ns` in the getting task.
+
+    Args:
+        maxsize: Capacity (>= 1).
+        name: Value of ``otel_rtc.buffer.name`` (and burst monitor name with
+            ``bursts=True``).
+        bursts: See :class:`InstrumentedQueue`.
+        meter_provider: For the counters and the depth gauge (default: global).
+        tracer_provider: For the burst monitor's spans when it is created here.
+        clock: Clock for the enqueue stamps (epoch ns; default ``time.time_ns``).
+
+    Raises:
+        ValueError: On a bad argument.
+    """
+
+    def __init__(self, maxsize: int, *, name: str = "asyncio_queue", bursts: Any = False,
+                 meter_provider: Any = None, tracer_provider: Any = None,
+                 clock: Callable[[], int] | None = None) -> None:
+        _check_size(maxsize, "maxsize")
+        super().__init__(maxsize)
+        self._telemetry = _BufferTelemetry(self, name, bursts, meter_provider,
+                                           tracer_provider, clock)
+        self._stamp = self._telemetry.clock
+        self._last_put_ns = 0
+
+    @property
+    def name(self) -> str:
+        """The buffer's name."""
+        return self._telemetry.name
+
+    def __len__(self) -> int:
+        return len(self._queue)  # type: ignore[attr-defined]
+
+    def _put(self, item: Any) -> None:
+        t = self._stamp()
+        self._last_put_ns = t
+        self._queue.append((t, item))  # type: ignore[attr-defined]
+
+    def _get(self) -> Any:
+        t, item = self._queue.popleft()  # type: ignore[attr-defined]
+        _last_enqueue.set(t)
+        return item
+
+    def put_nowait(self, item: Any) -> None:
+        """Put ``item`` now; on a full queue count a ``full`` drop and raise.
+
+        Raises:
+            asyncio.QueueFull: The queue is full.
+        """
+        try:
+            super().put_nowait(item)
+        except asyncio.QueueFull:
+            self._telemetry.dropped("full")
+            raise
+        self._telemetry.enqueued(self._last_put_ns)
+
+    def offer(self, item: Any) -> bool:
+        """Put without waiting; ``False`` (drop counted, reason ``full``) when full."""
+        try:
+            self.put_nowait(item)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def get_nowait(self) -> Any:
+        """Take an item now; an empty queue ends the burst in progress.
+
+        Raises:
+            asyncio.QueueEmpty: The queue is empty.
+        """
+        if not self._queue:  # type: ignore[attr-defined]
+            self._telemetry.empty()
+        return super().get_nowait()
+
+    async def get(self) -> Any:
+        """Take an item, waiting if needed; an empty queue ends the burst in progress."""
+        if not self._queue:  # type: ignore[attr-defined]
+            self._telemetry.empty()
+            # super().get() calls self.get_nowait() only once the queue is non-empty.
+        return await super().get()
+
+
+_MISSING: Any = object()
+
+
+class BoundedBuffer:
+    """A deque-based bounded buffer with a drop policy, for threads or asyncio.
+
+    Args:
+        capacity: Maximum items (>= 1).
+        name: Value of ``otel_rtc.buffer.name`` (and burst monitor name with
+            ``bursts=True``).
+        policy: ``"reject"``: a push to a full buffer is refused (drop reason
+            ``full``); ``"drop_oldest"``: the oldest item is evicted to make room
+            (drop reason ``drop_oldest``).
+        bursts: See :class:`InstrumentedQueue`.
+        meter_provider: For the counters and the depth gauge (default: global).
+        tracer_provider: For the burst monitor's spans when it is created here.
+        clock: Clock for the enqueue stamps (epoch ns; default ``time.time_ns``).
+
+    Raises:
+        ValueError: On a bad argument.
+    """
+
+    __slots__ = ("__weakref__", "_items", "_lock", "_stamp", "_telemetry", "capacity",
+                 "policy")
+
+    def __init__(self, capacity: int, *, name: str = "buffer", policy: str = "reject",
+                 bursts: Any = False, meter_provider: Any = None, tracer_provider: Any = None,
+                 clock: Callable[[], int] | None = None) -> None:
+        self.capacity = _check_size(capacity, "capacity")
+        if policy not in _POLICIES:
+            raise ValueError(f"policy must be one of {_POLICIES}, got {policy!r}")
+        self.policy = policy
+        self._items: deque[tuple[int, Any]] = deque()
+        self._lock = threading.Lock()
+        self._telemetry = _BufferTelemetry(self, name, bursts, meter_provider,
+                                           tracer_provider, clock)
+        self._stamp = self._telemetry.clock
+
+    @property
+    def name(self) -> str:
+        """The buffer's name."""
+        return self._telemetry.name
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, item: Any) -> bool:
+        """Add ``item``, stamped with the enqueue time.
+
+        Returns:
+            Whether ``item`` was stored. ``False`` only with policy ``reject`` on a full
+            buffer; with ``drop_oldest`` the new item is stored and the oldest one is
+            dropped (and counted).
+        """
+        t = self._stamp()
+        evicted = False
+        with self._lock:
+            items = self._items
+            if len(items) >= self.capacity:
+                if self.policy == "reject":
+                    stored = False
+                else:
+                    items.popleft()
+                    items.append((t, item))
+                    stored = evicted = True
+            else:
+                items.append((t, item))
+                stored = True
+        tel = self._telemetry
+        if not stored:
+            tel.dropped("full")
+            return False
+        if evicted:
+            tel.dropped("drop_oldest")
+        tel.enqueued(t)
+        return True
+
+    def pop(self) -> Any:
+        """Take the oldest item.
+
+        Raises:
+            IndexError: The buffer is empty (the burst in progress ends first).
+        """
+        with self._lock:
+            pair = self._items.popleft() if self._items else None
+        if pair is None:
+            self._telemetry.empty()
+            raise IndexError("pop from an empty BoundedBuffer")
+        _last_enqueue.set(pair[0])
+        return pair[1]
+
+    def poll(self, default: Any = None) -> Any:
+        """Take the oldest item, or return ``default`` when empty (ends the burst)."""
+        with self._lock:
+            pair = self._items.popleft() if self._items else None
+        if pair is None:
+            self._telemetry.empty()
+            return default
+        _last_enqueue.set(pair[0])
+        return pair[1]
+
+    def pop_stamped(self) -> tuple[int, Any]:
+        """Take the oldest item with its enqueue stamp: ``(enqueue_ns, item)``.
+
+        Raises:
+            IndexError: The buffer is empty (the burst in progress ends first).
+        """
+        with self._lock:
+            pair = self._items.popleft() if self._items else None
+        if pair is None:
+            self._telemetry.empty()
+            raise IndexError("pop from an empty BoundedBuffer")
+        _last_enqueue.set(pair[0])
+        return pair

@@ -1,0 +1,513 @@
+"""Burst accounting: how long a consumer stays busy, and the latency bound that implies.
+
+Pure core: stdlib and :mod:`otel_rtc._clock` only, so it also runs inside a collector.
+
+A *burst* starts when a message begins processing while no burst is in progress, and
+ends when the consumer next finds its input buffer empty. The idle time between two
+bursts is a *break*. If every message of a burst had arrived at the instant the burst
+started, the last one would have waited the whole burst, so a burst's duration is the
+worst-case receive-to-finish latency the consumer can observe without knowing arrival
+times (see ``docs/bursts.md``).
+
+Frame statistics (:class:`FrameStats`) reproduce the fields of the LLMessageSystem
+``logMessageBurstStats`` log line. A burst is counted, whole, in the frame in which it
+*ends* (its duration, its messages and the break before it); a burst still in
+progress when a frame is taken is carried into the next frame and only shows up in the
+frame's :attr:`FrameStats.worst_case_latency_s`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
+
+_logger = logging.getLogger("otel_rtc")
+
+__all__ = ["BurstRecord", "BurstTracker", "FrameStats"]
+
+
+@dataclass(frozen=True)
+class BurstRecord:
+    """One completed burst.
+
+    Attributes:
+        start_ns: When the first message of the burst began processing (epoch ns).
+        end_ns: When the input buffer was found empty (epoch ns).
+        message_count: Messages that began processing during the burst (at least 1).
+        break_before_ns: Idle gap between the previous burst's end and this burst's
+            start, clamped at 0; ``None`` for the first burst of a tracker (or the first
+            after tracking was interrupted).
+        seq: 1-based sequence number of the burst within its tracker.
+    """
+
+    start_ns: int
+    end_ns: int
+    message_count: int
+    break_before_ns: int | None
+    seq: int = 0
+
+    @property
+    def duration_ns(self) -> int:
+        """``end_ns - start_ns``, clamped at 0."""
+        d = self.end_ns - self.start_ns
+        return d if d > 0 else 0
+
+    @property
+    def duration_s(self) -> float:
+        """Burst duration in seconds."""
+        return self.duration_ns / NS_PER_S
+
+    @property
+    def break_before_s(self) -> float | None:
+        """The break before this burst in seconds, or ``None``."""
+        b = self.break_before_ns
+        return None if b is None else b / NS_PER_S
+
+    @property
+    def throughput_rate(self) -> float | None:
+        """Messages per second over the burst; ``None`` when the duration is 0."""
+        d = self.duration_ns
+        return self.message_count * NS_PER_S / d if d > 0 else None
+
+    @property
+    def worst_case_latency_s(self) -> float:
+        """Upper bound on any message's buffer-to-finish latency within this burst.
+
+        Equal to the burst duration: the wait of the last message had every message of
+        the burst arrived when the burst started. It does not cover time a message
+        spent buffered *before* the burst started (the consumer was busy elsewhere).
+        """
+        return self.duration_s
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    """Statistics over the bursts that *ended* during one frame (one stats interval).
+
+    Field names are those of the ``logMessageBurstStats`` log line. Durations are in
+    seconds, rates in messages per second. With ``N`` the bursts that ended in the frame,
+    ``c_i`` their message counts, ``d_i`` their durations and ``b_i`` their breaks:
+
+    Attributes:
+        avg_message_burst_throughput_rate: Mean over bursts with ``d_i > 0`` of
+            ``c_i / d_i`` (a mean of per-burst rates, *not* ``sum c / sum d``); 0.0 when
+            there are none.
+        data_points: ``N``.
+        frame_time_dur: Time since the previous frame was taken (or the tracker was
+            created), clamped at 0.
+        max_message_break_duration: ``max b_i`` (0.0 when none).
+        max_message_burst_count: ``max c_i`` (0 when ``N == 0``).
+        max_message_burst_duration: ``max d_i`` (0.0 when ``N == 0``).
+        max_message_burst_throughput_rate: ``max c_i / d_i`` over ``d_i > 0`` (0.0 when
+            none).
+        min_message_burst_throughput_rate: ``min c_i / d_i`` over ``d_i > 0`` (0.0 when
+            none).
+        mode: Free-form label of the consumer (``"worker"`` in the reference).
+        total_message_break_duration: ``sum b_i`` (first bursts have no break).
+        total_message_burst_duration: ``sum d_i``.
+        total_message_count: ``sum c_i``.
+        total_message_throughput_rate: ``total_message_count / frame_time_dur`` (0.0 for
+            an empty frame duration).
+        worst_case_latency_s: ``max(max_message_burst_duration, elapsed time of the burst
+            in progress at the end of the frame)``: the worst-case latency bound, kept
+            visible while a long burst has not ended yet.
+    """
+
+    avg_message_burst_throughput_rate: float
+    data_points: int
+    frame_time_dur: float
+    max_message_break_duration: float
+    max_message_burst_count: int
+    max_message_burst_duration: float
+    max_message_burst_throughput_rate: float
+    min_message_burst_throughput_rate: float
+    mode: str
+    total_message_break_duration: float
+    total_message_burst_duration: float
+    total_message_count: int
+    total_message_throughput_rate: float
+    worst_case_latency_s: float = 0.0
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        """The fields as a plain dict, in declaration (alphabetical, reference) order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def to_log_line(self, source: str | None = None) -> str:
+        """``logMessageBurstStats {...}`` with the fields as a JSON object.
+
+        Args:
+            source: If given, added as a leading ``"source"`` key (which monitor).
+        """
+        import json
+
+        d: dict[str, float | int | str] = {} if source is None else {"source": source}
+        d.update(self.to_dict())
+        return "logMessageBurstStats " + json.dumps(d, separators=(", ", ":"))
+
+    def inconsistencies(self, rel_tol: float = 1e-4) -> list[str]:
+        """Check the relations that must hold between the fields of any frame.
+
+        Useful on stats from elsewhere (e.g. parsed log lines). ``rel_tol`` absorbs the
+        rounding of printed values.
+
+        Returns:
+            One message per violated relation; empty when consistent.
+        """
+        bad: list[str] = []
+
+        def le(a: float, b: float, what: str) -> None:
+            if a > b and not math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-12):
+                bad.append(f"{what}: {a!r} > {b!r}")
+
+        n = self.data_points
+        if self.frame_time_dur > 0:
+            expect = self.total_message_count / self.frame_time_dur
+            if not math.isclose(self.total_message_throughput_rate, expect, rel_tol=rel_tol):
+                bad.append(
+                    f"total_message_throughput_rate {self.total_message_throughput_rate!r} "
+                    f"!= total_message_count / frame_time_dur = {expect!r}"
+                )
+        if n == 0:
+            if self.total_message_count or self.total_message_burst_duration:
+                bad.append("bursts counted with data_points == 0")
+            return bad
+        le(n, self.total_message_count, "data_points <= total_message_count")
+        le(self.max_message_burst_count, self.total_message_count,
+           "max_message_burst_count <= total_message_count")
+        le(self.total_message_count, n * self.max_message_burst_count,
+           "total_message_count <= data_points * max_message_burst_count")
+        le(self.max_message_burst_duration, self.total_message_burst_duration,
+           "max_message_burst_duration <= total_message_burst_duration")
+        le(self.total_message_burst_duration, n * self.max_message_burst_duration,
+           "total_message_burst_duration <= data_points * max_message_burst_duration")
+        le(self.max_message_break_duration, self.total_message_break_duration,
+           "max_message_break_duration <= total_message_break_duration")
+        le(self.total_message_break_duration, n * self.max_message_break_duration,
+           "total_message_break_duration <= data_points * max_message_break_duration")
+        lo, hi = self.min_message_burst_throughput_rate, self.max_message_burst_throughput_rate
+        le(lo, self.avg_message_burst_throughput_rate, "min rate <= avg rate")
+        le(self.avg_message_burst_throughput_rate, hi, "avg rate <= max rate")
+        # Upper bounds on the max rate would not survive zero-duration bursts (no rate):
+        # only lower bounds are checked.
+        if self.total_message_burst_duration > 0 and hi > 0:
+            # sum c / sum d is at least the duration-weighted mean of the per-burst rates.
+            pooled = self.total_message_count / self.total_message_burst_duration
+            le(lo, pooled, "min rate <= total_message_count / total_message_burst_duration")
+        if self.max_message_burst_duration > 0 and hi > 0:
+            # The longest burst has a rate <= c_max / d_max; every burst with a rate has
+            # at least one message and lasts at most d_max.
+            ratio = self.max_message_burst_count / self.max_message_burst_duration
+            le(lo, ratio, "min rate <= max_message_burst_count / max_message_burst_duration")
+            le(1 / self.max_message_burst_duration, lo,
+               "1 / max_message_burst_duration <= min rate")
+        # Only one burst and one break can straddle the frame start (bursts never overlap).
+        le(self.total_message_burst_duration, self.frame_time_dur + self.max_message_burst_duration,
+           "total_message_burst_duration <= frame_time_dur + max_message_burst_duration")
+        le(self.total_message_burst_duration + self.total_message_break_duration,
+           self.frame_time_dur + self.max_message_burst_duration + self.max_message_break_duration,
+           "bursts + breaks <= frame_time_dur + max burst + max break")
+        le(self.max_message_burst_duration, self.worst_case_latency_s,
+           "max_message_burst_duration <= worst_case_latency_s")
+        return bad
+
+
+def _noop_drop(_reason: str) -> None:
+    pass
+
+
+def _noop_clamp() -> None:
+    pass
+
+
+def _log_error(exc: BaseException) -> None:
+    _logger.warning("otel_rtc: on_burst_end callback failed: %r", exc)
+
+
+class BurstTracker:
+    """Tracks bursts of one consumer from three timestamps per message.
+
+    Intended for one consumer worker. The per-message calls
+    (:meth:`processing_started`, :meth:`processing_finished`) take no lock and allocate
+    nothing beyond an int; burst transitions (once per burst) take a short lock. Under
+    concurrent calls no count is lost or duplicated: the message count is an
+    ``itertools.count`` (atomic under the GIL) read once per burst end, so the total
+    over all bursts is exact, but a message racing with a burst end may be attributed
+    to the next burst.
+
+    Args:
+        clock: Clock used when :meth:`take_frame` is given no timestamp, and for the
+            first frame's start.
+        mode: Label reported in :attr:`FrameStats.mode`.
+        raw_capacity: Completed bursts kept for :meth:`raw` (a ring; 0 keeps none).
+            Bursts pushed out of a full ring are reported to ``on_drop("raw_overflow")``.
+        on_burst_end: Called with each completed :class:`BurstRecord`, in the thread
+            that called :meth:`buffer_empty`, outside the tracker's lock. Exceptions are
+            passed to ``on_error``.
+        on_drop: Called with a reason for rejected or lost input (``"raw_overflow"``,
+            ``"invalid"``).
+        on_clamp: Called once per duration clamped at 0 because the clock went back.
+        on_error: Called with exceptions raised by ``on_burst_end`` (default: logged).
+
+    Attributes:
+        state: ``(seq, start_ns)`` of the burst in progress, or ``None``. One attribute,
+            so a reader on another thread always sees a consistent pair. Read-only.
+        mode: The :attr:`FrameStats.mode` label.
+
+    Raises:
+        ValueError: On a bad argument.
+    """
+
+    __slots__ = (
+        "_clock", "_frame", "_frame_start_ns", "_last_end_ns", "_last_finish_ns",
+        "_last_mark", "_lock", "_mark", "_raw", "_raw_capacity", "_seq", "_tick",
+        "mode", "on_burst_end", "on_clamp", "on_drop", "on_error", "state",
+    )
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = wall_clock_ns,
+        mode: str = "worker",
+        raw_capacity: int = 10_000,
+        on_burst_end: Callable[[BurstRecord], None] | None = None,
+        on_drop: Callable[[str], None] | None = None,
+        on_clamp: Callable[[], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        if not callable(clock):
+            raise ValueError("clock must be callable")
+        if not isinstance(mode, str):
+            raise ValueError("mode must be a str")
+        if isinstance(raw_capacity, bool) or not isinstance(raw_capacity, int) or raw_capacity < 0:
+            raise ValueError(f"raw_capacity must be an int >= 0, got {raw_capacity!r}")
+        for name, cb in (("on_burst_end", on_burst_end), ("on_drop", on_drop),
+                         ("on_clamp", on_clamp), ("on_error", on_error)):
+            if cb is not None and not callable(cb):
+                raise ValueError(f"{name} must be callable")
+        self._clock = clock
+        self.mode = mode
+        self.on_burst_end = on_burst_end
+        self.on_drop = on_drop or _noop_drop
+        self.on_clamp = on_clamp or _noop_clamp
+        self.on_error = on_error or _log_error
+        self._lock = threading.Lock()
+        counter = itertools.count()
+        self._tick = counter.__next__
+        self._mark = counter.__next__
+        self._last_mark = -1
+        self._seq = 0
+        # (seq, start_ns) of the burst in progress, or None: one attribute so that a
+        # reader always sees a consistent pair.
+        self.state: tuple[int, int] | None = None
+        self._last_end_ns: int | None = None
+        self._last_finish_ns: int | None = None
+        self._raw_capacity = raw_capacity
+        self._raw: deque[BurstRecord] = deque(maxlen=raw_capacity)
+        self._frame = _FrameAcc()
+        self._frame_start_ns = clock()
+
+    # -- hot path ----------------------------------------------------------------------
+    def processing_started(self, t_ns: int) -> None:
+        """A message begins processing at ``t_ns``; starts a burst if none is active."""
+        if self.state is None:
+            self._begin(t_ns)
+        self._tick()
+
+    def processing_finished(self, t_ns: int) -> None:
+        """The message finished processing at ``t_ns``."""
+        self._last_finish_ns = t_ns
+
+    def buffer_empty(self, t_ns: int) -> None:
+        """The input buffer was found empty at ``t_ns``: ends the burst in progress."""
+        if self.state is not None:
+            self._end(t_ns)
+
+    # -- transitions (once per burst) --------------------------------------------------
+    def _begin(self, t_ns: int) -> None:
+        if type(t_ns) is not int:
+            self.on_drop("invalid")
+            return
+        with self._lock:
+            if self.state is None:
+                self._seq += 1
+                self.state = (self._seq, t_ns)
+
+    def _end(self, t_ns: int) -> None:
+        if type(t_ns) is not int:
+            self.on_drop("invalid")
+            return
+        clamps = 0
+        overflow = False
+        with self._lock:
+            state = self.state
+            if state is None:
+                return
+            seq, start = state
+            self.state = None
+            mark = self._mark()
+            count = mark - self._last_mark - 1
+            self._last_mark = mark
+            if t_ns < start:
+                clamps += 1
+            last_end = self._last_end_ns
+            brk: int | None = None
+            if last_end is not None:
+                brk = start - last_end
+                if brk < 0:
+                    brk = 0
+                    clamps += 1
+            self._last_end_ns = t_ns
+            rec = BurstRecord(start, t_ns, count, brk, seq)
+            self._frame.add(rec)
+            if self._raw_capacity:
+                overflow = len(self._raw) == self._raw_capacity
+                self._raw.append(rec)
+        for _ in range(clamps):
+            self.on_clamp()
+        if overflow:
+            self.on_drop("raw_overflow")
+        cb = self.on_burst_end
+        if cb is not None:
+            try:
+                cb(rec)
+            except Exception as exc:
+                self.on_error(exc)
+
+    def abandon(self) -> None:
+        """Forget the burst in progress (e.g. tracking was switched off mid-burst).
+
+        Its messages are not counted, and the next burst has no ``break_before`` since
+        the idle time in between was not observed.
+        """
+        with self._lock:
+            self.state = None
+            self._last_mark = self._mark()
+            self._last_end_ns = None
+
+    # -- reading -----------------------------------------------------------------------
+    @property
+    def in_burst(self) -> bool:
+        """Whether a burst is in progress."""
+        return self.state is not None
+
+    @property
+    def burst_start_ns(self) -> int | None:
+        """Start of the burst in progress, or ``None``."""
+        s = self.state
+        return None if s is None else s[1]
+
+    @property
+    def last_finish_ns(self) -> int | None:
+        """The last timestamp passed to :meth:`processing_finished`."""
+        return self._last_finish_ns
+
+    def take_frame(self, now_ns: int | None = None) -> FrameStats:
+        """Statistics since the previous frame; starts a new frame at ``now_ns``.
+
+        Args:
+            now_ns: End of the frame (default: the tracker's clock).
+        """
+        now = self._clock() if now_ns is None else now_ns
+        clamps = 0
+        with self._lock:
+            acc = self._frame
+            self._frame = _FrameAcc()
+            frame_ns = now - self._frame_start_ns
+            self._frame_start_ns = now
+            state = self.state
+        if frame_ns < 0:
+            frame_ns = 0
+            clamps += 1
+        open_ns = 0
+        if state is not None:
+            open_ns = now - state[1]
+            if open_ns < 0:
+                open_ns = 0
+                clamps += 1
+        for _ in range(clamps):
+            self.on_clamp()
+        return acc.stats(self.mode, frame_ns, open_ns)
+
+    def raw(self, *, clear: bool = False) -> list[BurstRecord]:
+        """The most recent completed bursts, oldest first (at most ``raw_capacity``).
+
+        Args:
+            clear: Also empty the ring (for a consumer that reads every burst once).
+        """
+        with self._lock:
+            out = list(self._raw)
+            if clear:
+                self._raw.clear()
+        return out
+
+
+class _FrameAcc:
+    """Running sums for one frame, updated once per burst under the tracker's lock."""
+
+    __slots__ = ("brk_max", "brk_ns", "count", "count_max", "dur_max", "dur_ns", "n",
+                 "rate_max", "rate_min", "rate_n", "rate_sum")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.count = 0
+        self.count_max = 0
+        self.dur_ns = 0
+        self.dur_max = 0
+        self.brk_ns = 0
+        self.brk_max = 0
+        self.rate_n = 0
+        self.rate_sum = 0.0
+        self.rate_min = math.inf
+        self.rate_max = 0.0
+
+    def add(self, rec: BurstRecord) -> None:
+        self.n += 1
+        c = rec.message_count
+        self.count += c
+        if c > self.count_max:
+            self.count_max = c
+        d = rec.duration_ns
+        self.dur_ns += d
+        if d > self.dur_max:
+            self.dur_max = d
+        b = rec.break_before_ns
+        if b is not None:
+            self.brk_ns += b
+            if b > self.brk_max:
+                self.brk_max = b
+        if d > 0:
+            r = c * NS_PER_S / d
+            self.rate_n += 1
+            self.rate_sum += r
+            if r < self.rate_min:
+                self.rate_min = r
+            if r > self.rate_max:
+                self.rate_max = r
+
+    def stats(self, mode: str, frame_ns: int, open_ns: int) -> FrameStats:
+        s = NS_PER_S
+        frame_s = frame_ns / s
+        rn = self.rate_n
+        return FrameStats(
+            avg_message_burst_throughput_rate=self.rate_sum / rn if rn else 0.0,
+            data_points=self.n,
+            frame_time_dur=frame_s,
+            max_message_break_duration=self.brk_max / s,
+            max_message_burst_count=self.count_max,
+            max_message_burst_duration=self.dur_max / s,
+            max_message_burst_throughput_rate=self.rate_max if rn else 0.0,
+            min_message_burst_throughput_rate=self.rate_min if rn else 0.0,
+            mode=mode,
+            total_message_break_duration=self.brk_ns / s,
+            total_message_burst_duration=self.dur_ns / s,
+            total_message_count=self.count,
+            total_message_throughput_rate=self.count / frame_s if frame_ns > 0 else 0.0,
+            worst_case_latency_s=max(self.dur_max, open_ns) / s,
+        )

@@ -1,0 +1,430 @@
+"""Derived metrics shared by the in-process and the collector processors (pure).
+
+Turns counter points into the derived series both processors emit, with stable names,
+units and attributes (``docs/processor.md`` has the table):
+
+* ``<source>.rate`` (gauge, ``<unit>/s``): mean rate per trailing window, attribute
+  ``otel_rtc.rate.window`` = ``"10s"``, ``"60s"``, ... plus ``"span"`` for the mean over
+  the series' own span (start of accumulation → last point);
+* ``<source>.rate.peak`` (gauge, ``<unit>/s``): peak rate over each sub-window, attribute
+  ``otel_rtc.rate.subwindow`` = ``"1s"``, ``"5s"``, ...;
+* ``otel_rtc.traffic.load.*``: per-room load rates, score, participant count, and the
+  score and share of the top-N participants plus ``_others``.
+
+Every derived point keeps the source point's attributes. A window, peak or share the
+data cannot support (``None`` in the core) is simply not emitted.
+
+Pure module: stdlib and otel_rtc's pure core only (it runs inside Rotel's embedded
+interpreter). Not thread-safe: callers hold a lock.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import re
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
+from otel_rtc._rates import REJECT_REASONS, RateConfig, RateEngine
+from otel_rtc._traffic_load import (
+    DIRECTIONS,
+    MEDIA,
+    LoadWeights,
+    TrafficLoadCalculator,
+    TrafficLoadConfig,
+)
+
+_logger = logging.getLogger("otel_rtc")
+
+RATE_SUFFIX = ".rate"
+PEAK_SUFFIX = ".rate.peak"
+ATTR_WINDOW = "otel_rtc.rate.window"
+ATTR_SUBWINDOW = "otel_rtc.rate.subwindow"
+SPAN_LABEL = "span"
+"""``otel_rtc.rate.window`` value of the mean over the series' own span."""
+
+ATTR_ROOM = "otel_rtc.room"
+ATTR_PARTICIPANT = "otel_rtc.participant"
+ATTR_DIRECTION = "otel_rtc.direction"
+ATTR_MEDIA = "otel_rtc.media.kind"
+
+TRAFFIC_PACKETS = "otel_rtc.traffic.packets"
+TRAFFIC_BYTES = "otel_rtc.traffic.bytes"
+_TRAFFIC_UNITS = {TRAFFIC_PACKETS: "packets", TRAFFIC_BYTES: "bytes"}
+
+LOAD_SCORE = "otel_rtc.traffic.load.score"
+LOAD_SHARE = "otel_rtc.traffic.load.share"
+LOAD_BYTES_RATE = "otel_rtc.traffic.load.bytes.rate"
+LOAD_PACKETS_RATE = "otel_rtc.traffic.load.packets.rate"
+LOAD_PARTICIPANTS = "otel_rtc.traffic.load.participants"
+
+DEFAULT_INCLUDE: tuple[str, ...] = ("otel_rtc.traffic.packets", "otel_rtc.traffic.bytes")
+"""Source metrics (fnmatch patterns) that get ``.rate``/``.rate.peak`` by default."""
+
+Attrs = tuple[tuple[str, object], ...]
+"""Attributes as a sorted tuple of ``(key, value)`` pairs (hashable)."""
+
+
+@dataclass(frozen=True)
+class DerivedPoint:
+    """One derived gauge point.
+
+    Attributes:
+        name: Metric name.
+        unit: UCUM unit.
+        description: Metric description.
+        attrs: Attributes (source attributes plus the derived ones).
+        value: The value.
+        start_ns: Start of the span the value describes.
+        time_ns: Time of the point.
+    """
+
+    name: str
+    unit: str
+    description: str
+    attrs: Attrs
+    value: float
+    start_ns: int
+    time_ns: int
+
+
+def rate_unit(unit: str, histogram: bool = False) -> str:
+    """Unit of a rate of ``unit``: ``By`` → ``By/s``, ``{packet}`` → ``{packet}/s``.
+
+    Histograms count measurements: ``{measurement}/s``. A dimensionless or empty unit
+    becomes ``1/s``.
+    """
+    if histogram:
+        return "{measurement}/s"
+    if not unit or unit == "1":
+        return "1/s"
+    return f"{unit}/s"
+
+
+def seconds_label(seconds: float) -> str:
+    """``10.0`` → ``"10s"``, ``0.5`` → ``"0.5s"`` (stable attribute values)."""
+    return f"{seconds:g}s"
+
+
+def attrs_key(mapping: Mapping[str, object] | Iterable[tuple[str, object]]) -> Attrs:
+    """Sorted, hashable form of attributes; unhashable values become ``str``."""
+    items = mapping.items() if isinstance(mapping, Mapping) else mapping
+    out = []
+    for k, v in items:
+        if isinstance(v, list):
+            v = tuple(v)
+        try:
+            hash(v)
+        except TypeError:
+            v = str(v)
+        out.append((str(k), v))
+    out.sort(key=lambda kv: kv[0])
+    return tuple(out)
+
+
+class NameFilter:
+    """Matches metric names against fnmatch patterns (cached per name).
+
+    Args:
+        patterns: e.g. ``("otel_rtc.traffic.*", "app.bytes")``; empty matches nothing.
+    """
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = tuple(patterns)
+        self._re = (re.compile("|".join(fnmatch.translate(p) for p in self.patterns))
+                    if self.patterns else None)
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, name: str) -> bool:
+        """Whether ``name`` is selected (derived names never are)."""
+        hit = self._cache.get(name)
+        if hit is None:
+            hit = (self._re is not None and self._re.match(name) is not None
+                   and not name.endswith((RATE_SUFFIX, PEAK_SUFFIX))
+                   and not name.startswith("otel_rtc.traffic.load."))
+            if len(self._cache) < 10_000:
+                self._cache[name] = hit
+        return hit
+
+
+class RateDeriver:
+    """A :class:`RateEngine` plus the naming of its ``.rate`` / ``.rate.peak`` outputs.
+
+    Args:
+        config: Windows, peaks and bounds of the engine.
+        include: Source metric name patterns.
+        clock: Clock of the engine (eviction, default ``now``).
+        on_drop: Reason callback (rejected points and anomalies of accepted ones).
+    """
+
+    def __init__(self, config: RateConfig | None = None, include: Sequence[str] = DEFAULT_INCLUDE,
+                 *, clock: Clock = wall_clock_ns,
+                 on_drop: Callable[[str], None] | None = None) -> None:
+        config = config if config is not None else RateConfig()
+        self.engine = RateEngine(config, clock=clock, on_drop=on_drop)
+        self.selects = NameFilter(include)
+        # key -> (name, unit, description, attrs, histogram)
+        self._meta: dict[Hashable, tuple[str, str, str, Attrs, bool]] = {}
+        self._windows = [(w, seconds_label(w), int(w * NS_PER_S)) for w in config.windows_s]
+        self._peaks = [(p, seconds_label(p)) for p in config.peak_subwindows_s]
+
+    def observe(self, key: Hashable, name: str, unit: str, description: str, attrs: Attrs,
+                value: float, time_ns: int, start_ns: int | None, cumulative: bool,
+                histogram: bool = False) -> bool:
+        """Feed one point of series ``key`` (its name/unit/attrs are remembered)."""
+        ok = self.engine.observe(key, value, time_ns, start_ns=start_ns, cumulative=cumulative)
+        if ok and key not in self._meta:
+            self._meta[key] = (name, unit, description, attrs, histogram)
+        return ok
+
+    def evict(self, now_ns: int) -> None:
+        """Forget stale series (and their names)."""
+        if self.engine.evict_stale(now_ns):
+            live = self.engine._series  # same-package access: keys still tracked
+            for k in [k for k in self._meta if k not in live]:
+                del self._meta[k]
+
+    def derive(self, keys: Iterable[Hashable] | None, now_ns: int,
+               times: Mapping[Hashable, int] | None = None) -> list[DerivedPoint]:
+        """Derived points of ``keys`` (``None``: every series) at ``now_ns``.
+
+        Args:
+            keys: Series to derive.
+            now_ns: Evaluation time.
+            times: Per-series evaluation time overriding ``now_ns`` (the collector uses
+                each series' last point, so replayed timestamps work).
+        """
+        out: list[DerivedPoint] = []
+        engine = self.engine
+        for key in (list(self._meta) if keys is None else keys):
+            meta = self._meta.get(key)
+            if meta is None:
+                continue
+            now = times.get(key, now_ns) if times is not None else now_ns
+            r = engine.rates(key, now)
+            if r is None:
+                continue
+            name, unit, _desc, attrs, hist = meta
+            runit = rate_unit(unit, hist)
+            rname = name + RATE_SUFFIX
+            rdesc = f"Rate of {name}: mean per trailing window and over the series' own span."
+            if r.mean_rate is not None:
+                out.append(DerivedPoint(rname, runit, rdesc,
+                                        (*attrs, (ATTR_WINDOW, SPAN_LABEL)), r.mean_rate,
+                                        now - int(r.span_s * NS_PER_S), now))
+            for w, label, w_ns in self._windows:
+                v = r.window_rates.get(w)
+                if v is not None:
+                    out.append(DerivedPoint(rname, runit, rdesc, (*attrs, (ATTR_WINDOW, label)),
+                                            v, now - w_ns, now))
+            pname = name + PEAK_SUFFIX
+            pdesc = f"Peak rate of {name} over short sub-windows, from real samples."
+            horizon = self._windows[-1][2]
+            for p, label in self._peaks:
+                v = r.peak_rates.get(p)
+                if v is not None:
+                    out.append(DerivedPoint(pname, runit, pdesc,
+                                            (*attrs, (ATTR_SUBWINDOW, label)), v,
+                                            now - horizon, now))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.engine)
+
+
+class LoadDeriver:
+    """A :class:`TrafficLoadCalculator` fed from ``otel_rtc.traffic.{packets,bytes}``.
+
+    Args:
+        config: Top-N, window, rate engine and weights.
+        clock: Clock of the calculator.
+        on_drop: Reason callback.
+    """
+
+    def __init__(self, config: TrafficLoadConfig | None = None, *,
+                 clock: Clock = wall_clock_ns,
+                 on_drop: Callable[[str], None] | None = None) -> None:
+        config = config if config is not None else TrafficLoadConfig()
+        self.calc = TrafficLoadCalculator(config, clock=clock, on_drop=on_drop)
+        self.config = config
+        self._on_drop = on_drop
+
+    @staticmethod
+    def selects(name: str) -> bool:
+        """Whether metric ``name`` feeds the load (packets and bytes counters)."""
+        return name in _TRAFFIC_UNITS
+
+    def observe(self, name: str, attrs: Mapping[str, object], value: float, time_ns: int,
+                start_ns: int | None, cumulative: bool) -> bool:
+        """Feed one traffic counter point.
+
+        Returns:
+            ``False`` if rejected; a point without room, direction or media kind is
+            reported as ``missing_attributes``.
+        """
+        unit = _TRAFFIC_UNITS.get(name)
+        room = attrs.get(ATTR_ROOM)
+        direction = attrs.get(ATTR_DIRECTION)
+        media = attrs.get(ATTR_MEDIA)
+        if unit is None or not isinstance(room, str) or direction not in DIRECTIONS \
+                or media not in MEDIA:
+            if self._on_drop is not None:
+                self._on_drop("missing_attributes")
+            return False
+        participant = attrs.get(ATTR_PARTICIPANT, "")
+        return self.calc.update(room, str(participant), str(direction), str(media), unit,
+                                value, time_ns, start_ns=start_ns, cumulative=cumulative)
+
+    def derive(self, now_ns: int) -> list[DerivedPoint]:
+        """Load points of every room at ``now_ns``."""
+        out: list[DerivedPoint] = []
+        start = now_ns - int(self.config.window_s * NS_PER_S)
+        for room, load in sorted(self.calc.snapshot(now_ns).items()):
+            r = ((ATTR_ROOM, room),)
+
+            def add(name: str, unit: str, desc: str, attrs: Attrs, value: float) -> None:
+                if math.isfinite(value):
+                    out.append(DerivedPoint(name, unit, desc, attrs, value, start, now_ns))
+
+            for (direction, media, u), v in sorted(load.by_stream.items()):
+                attrs = (*r, (ATTR_DIRECTION, direction), (ATTR_MEDIA, media))
+                if u == "bytes":
+                    add(LOAD_BYTES_RATE, "By/s", "Room traffic rate in bytes.", attrs, v)
+                else:
+                    add(LOAD_PACKETS_RATE, "{packet}/s", "Room traffic rate in packets.",
+                        attrs, v)
+            add(LOAD_SCORE, "{score}/s", _SCORE_DESC, r, load.score)
+            named = [p for p in load.top if p.participant != ""]
+            add(LOAD_PARTICIPANTS, "{participant}", "Participants with traffic in the room.",
+                r, float(load.participants if named or load.others.participants else 0))
+            parts = list(named)
+            if load.others.participants:
+                parts.append(load.others)
+            for p in parts:
+                pa = ((ATTR_PARTICIPANT, p.participant), (ATTR_ROOM, room))
+                add(LOAD_SCORE, "{score}/s", _SCORE_DESC, pa, p.score)
+                add(LOAD_SHARE, "1", "Participant's share of the room's load score.", pa,
+                    p.share)
+        return out
+
+    def evict(self, now_ns: int) -> None:
+        """Forget stale series."""
+        self.calc.engine.evict_stale(now_ns)
+
+
+_SCORE_DESC = ("Traffic load score per second: weighted bits/s plus weighted packets/s "
+               "(see docs/rates.md).")
+
+
+# -- configuration from the environment -----------------------------------------------
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    """Settings shared by both processors (``OTEL_RTC_*`` environment variables).
+
+    Attributes:
+        include: Source metric patterns for rates (``OTEL_RTC_RATE_METRICS``).
+        rate: Engine config (``OTEL_RTC_RATE_WINDOWS``, ``OTEL_RTC_RATE_PEAKS``,
+            ``OTEL_RTC_RATE_MAX_SERIES``, ``OTEL_RTC_RATE_MAX_SAMPLES``,
+            ``OTEL_RTC_RATE_STALE_AFTER``, ``OTEL_RTC_RATE_WRAP_MODULUS``).
+        load: Traffic load config (``OTEL_RTC_LOAD_TOP_N``, ``OTEL_RTC_LOAD_WINDOW``).
+        rates_enabled: ``OTEL_RTC_RATES`` (``true``/``false``).
+        load_enabled: ``OTEL_RTC_LOAD`` (``true``/``false``).
+        sample_period_s: In-process sampler period (``OTEL_RTC_SAMPLE_PERIOD``); default
+            the shortest peak sub-window.
+        emit_interval_s: Collector only: a series' derived points are emitted at most
+            once per this many seconds of data time (``OTEL_RTC_EMIT_INTERVAL``, default
+            10; 0 = on every point). Its input is still read on every point, so means
+            and peaks stay exact; only the output rate is bounded.
+    """
+
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    rate: RateConfig = field(default_factory=RateConfig)
+    load: TrafficLoadConfig = field(default_factory=TrafficLoadConfig)
+    rates_enabled: bool = True
+    load_enabled: bool = True
+    sample_period_s: float = 1.0
+    emit_interval_s: float = 10.0
+
+
+def _floats(raw: str) -> tuple[float, ...]:
+    vals = tuple(float(x) for x in raw.split(",") if x.strip())
+    if not vals:
+        raise ValueError("empty list")
+    return vals
+
+
+def _bool(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+def settings_from_env(environ: Mapping[str, str]) -> ProcessorSettings:
+    """Read :class:`ProcessorSettings`; a bad value logs a warning and uses the default."""
+    d = RateConfig()
+    ld = TrafficLoadConfig()
+
+    def get(name: str, parse: Callable[[str], object], default: object) -> object:
+        raw = environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, TypeError) as exc:
+            _logger.warning("otel_rtc: ignoring %s=%r (%s); using %r", name, raw, exc, default)
+            return default
+
+    include = get("OTEL_RTC_RATE_METRICS",
+                  lambda r: tuple(p.strip() for p in r.split(",") if p.strip()), DEFAULT_INCLUDE)
+    windows = get("OTEL_RTC_RATE_WINDOWS", _floats, d.windows_s)
+    peaks = get("OTEL_RTC_RATE_PEAKS", _floats, d.peak_subwindows_s)
+    max_series = get("OTEL_RTC_RATE_MAX_SERIES", int, d.max_series)
+    max_samples = get("OTEL_RTC_RATE_MAX_SAMPLES", int, d.max_samples_per_series)
+    stale = get("OTEL_RTC_RATE_STALE_AFTER", float, d.stale_after_s)
+    wrap = get("OTEL_RTC_RATE_WRAP_MODULUS", float, d.wrap_modulus)
+    try:
+        rate = RateConfig(windows_s=windows, peak_subwindows_s=peaks,  # type: ignore[arg-type]
+                          max_series=max_series, max_samples_per_series=max_samples,  # type: ignore[arg-type]
+                          stale_after_s=stale, wrap_modulus=wrap)  # type: ignore[arg-type]
+    except ValueError as exc:
+        _logger.warning("otel_rtc: invalid OTEL_RTC_RATE_* settings (%s); using defaults", exc)
+        rate = d
+    top_n = get("OTEL_RTC_LOAD_TOP_N", int, ld.top_n)
+    lwin = get("OTEL_RTC_LOAD_WINDOW", float, rate.windows_s[0])
+    try:
+        load = TrafficLoadConfig(top_n=top_n, window_s=lwin, rate=rate,  # type: ignore[arg-type]
+                                 weights=LoadWeights())
+    except ValueError as exc:
+        _logger.warning("otel_rtc: invalid OTEL_RTC_LOAD_* settings (%s); using defaults", exc)
+        load = TrafficLoadConfig(window_s=rate.windows_s[0], rate=rate)
+    period = get("OTEL_RTC_SAMPLE_PERIOD", float, rate.peak_subwindows_s[0])
+    if not (isinstance(period, float) and math.isfinite(period) and period > 0):
+        _logger.warning("otel_rtc: ignoring OTEL_RTC_SAMPLE_PERIOD=%r", period)
+        period = rate.peak_subwindows_s[0]
+    return ProcessorSettings(
+        include=include,  # type: ignore[arg-type]
+        rate=rate, load=load,
+        rates_enabled=get("OTEL_RTC_RATES", _bool, True),  # type: ignore[arg-type]
+        load_enabled=get("OTEL_RTC_LOAD", _bool, True),  # type: ignore[arg-type]
+        sample_period_s=float(period),
+        emit_interval_s=_emit_interval(get("OTEL_RTC_EMIT_INTERVAL", float, 10.0)),
+    )
+
+
+def _emit_interval(v: object) -> float:
+    if isinstance(v, float) and math.isfinite(v) and v >= 0:
+        return v
+    _logger.warning("otel_rtc: ignoring OTEL_RTC_EMIT_INTERVAL=%r; using 10", v)
+    return 10.0
+
+
+def is_rejection(reason: str) -> bool:
+    """Whether a reason means the point was dropped (vs an accepted anomaly)."""
+    return reason in REJECT_REASONS or reason == "missing_attributes"

@@ -1,0 +1,175 @@
+"""Auto-instrumentation: ``opentelemetry-instrument python app.py`` enables otel_rtc.
+
+:class:`RtcInstrumentor` is registered under the ``opentelemetry_instrumentor`` entry
+point as ``otel_rtc``. When ``opentelemetry-instrument`` runs it (after the SDK
+configurator, e.g. ``opentelemetry-distro``, has installed the global providers), it:
+
+1. binds otel_rtc's local aggregation to the global meter provider when that provider
+   exports through otel_rtc's stage (``OTEL_METRICS_EXPORTER=otel_rtc``), so
+   instrumentations record with one ``deque.append`` per message;
+2. registers otel_rtc's self-telemetry (internal errors, drops, clamps) on it;
+3. applies the env-var switches (``OTEL_RTC_BURSTS_ENABLED``,
+   ``OTEL_RTC_BURSTS_LOG_STATS``, ``OTEL_RTC_BURSTS_LOG_DATA``) and, with
+   ``OTEL_RTC_CONFIG_FILE``, starts the config-file watcher.
+
+When no configurator set up the SDK (no ``opentelemetry-distro`` installed), it calls
+:func:`otel_rtc.configure` itself, so the command still produces telemetry: OTLP when an
+endpoint is configured, else the OTLP JSON files in ``./telemetry-out``. Set
+``OTEL_RTC_AUTO_CONFIGURE=false`` to prevent that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from otel_rtc import _local_aggregation, _switch
+from otel_rtc._self_telemetry import register_self_metrics, report_error
+from otel_rtc.version import __version__
+
+__all__ = ["ENV_AUTO_CONFIGURE", "RtcInstrumentor"]
+
+_logger = logging.getLogger("otel_rtc")
+
+ENV_AUTO_CONFIGURE = "OTEL_RTC_AUTO_CONFIGURE"
+_WATCH_INTERVAL_S = 2.0
+
+
+def _auto_configure_enabled() -> bool:
+    raw = os.environ.get(ENV_AUTO_CONFIGURE)
+    if raw is None or raw.strip() == "":
+        return True
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    _logger.warning("otel_rtc: %s=%r is not a boolean; using true", ENV_AUTO_CONFIGURE, raw)
+    return True
+
+
+def rtc_registry_of(meter_provider: Any) -> _local_aggregation.LocalAggregationRegistry | None:
+    """The registry of the otel_rtc export stage among ``meter_provider``'s readers.
+
+    ``None`` when the provider does not export through
+    :class:`~otel_rtc._exporter.RtcMetricExporter` (or is not an SDK provider).
+    """
+    from otel_rtc._exporter import RtcMetricExporter
+
+    readers = getattr(meter_provider, "_metric_readers", None)
+    if readers is None:
+        readers = getattr(getattr(meter_provider, "_sdk_config", None), "metric_readers", ())
+    for reader in readers or ():
+        exporter = getattr(reader, "_exporter", None)
+        if isinstance(exporter, RtcMetricExporter):
+            return exporter.registry
+    return None
+
+
+class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Enables otel_rtc's defaults under the globally configured providers.
+
+    ``instrument()`` keyword arguments (all optional):
+
+    * ``meter_provider``: bind to this provider instead of the global one;
+    * ``bursts``: switch burst tracking on or off (overrides the env var);
+    * ``configure``: ``False`` never calls :func:`otel_rtc.configure` (default: only
+      when no SDK provider is installed and ``OTEL_RTC_AUTO_CONFIGURE`` allows it).
+
+    Nothing here raises into the application: failures are counted in
+    ``otel_rtc.internal.errors``.
+    """
+
+    _telemetry: Any = None
+    _bound: weakref.ref[Any] | None = None
+    _started_watcher = False
+    _enabled_before: bool | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """None: otel_rtc instruments the application's own code."""
+        return ()
+
+    def _instrument(self, **kwargs: Any) -> None:
+        try:
+            self._do_instrument(**kwargs)
+        except Exception as exc:
+            report_error("instrumentor", exc)
+
+    def _do_instrument(self, **kwargs: Any) -> None:
+        from opentelemetry import metrics
+
+        from otel_rtc._configure import (
+            _global_meter_provider_set,
+            _global_tracer_provider_set,
+            configure,
+        )
+
+        self._telemetry = None
+        self._bound = None
+        self._started_watcher = False
+        sw_existing = _switch._default
+        self._enabled_before = sw_existing.enabled if sw_existing is not None else \
+            _switch.DEFAULTS["enabled"]
+
+        mp = kwargs.get("meter_provider")
+        want_configure = kwargs.get("configure")
+        if want_configure is None:
+            want_configure = _auto_configure_enabled()
+        if (want_configure and mp is None and not _global_meter_provider_set()
+                and not _global_tracer_provider_set()):
+            # No configurator installed the SDK: set it up ourselves.
+            self._telemetry = configure()
+            _logger.info("otel_rtc: no SDK configured by opentelemetry-instrument; "
+                         "configure() set it up (mode %s)", self._telemetry.mode)
+        if mp is None:
+            mp = metrics.get_meter_provider()
+
+        registry = rtc_registry_of(mp)
+        if registry is not None:
+            _local_aggregation.bind_registry(mp, registry)
+            self._bound = weakref.ref(mp)
+        get_meter = getattr(mp, "get_meter", None)
+        if get_meter is not None:
+            register_self_metrics(get_meter("otel_rtc", __version__))
+
+        switches = _switch.get_switches()
+        switches.poll()  # the env-var switches
+        bursts = kwargs.get("bursts")
+        if bursts is not None:
+            switches.set(enabled=bool(bursts))
+        if switches.config_file and not switches.watching:
+            switches.start_watcher(_WATCH_INTERVAL_S)
+            self._started_watcher = True
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        try:
+            switches = _switch.get_switches()
+            if self._started_watcher:
+                switches.stop_watcher()
+                self._started_watcher = False
+            if self._enabled_before is not None and switches.enabled != self._enabled_before:
+                switches.set(enabled=self._enabled_before)
+            mp = self._bound() if self._bound is not None else None
+            self._bound = None
+            if mp is not None:
+                _unbind(mp)
+            if self._telemetry is not None:
+                telemetry, self._telemetry = self._telemetry, None
+                telemetry.shutdown()
+        except Exception as exc:
+            report_error("instrumentor", exc)
+
+
+def _unbind(meter_provider: Any) -> None:
+    """Stop buffering for ``meter_provider``: instrumentations go back to SDK ``record()``."""
+    unbind = getattr(_local_aggregation, "unbind_registry", None)
+    if unbind is not None:
+        unbind(meter_provider)
+        return
+    _local_aggregation._bindings.pop(meter_provider, None)
+    _local_aggregation._bump_generation()

@@ -1,0 +1,512 @@
+"""configure(): file default, OTLP from args and env, disabled, injection, no blocking."""
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
+
+from otel_rtc import _self_telemetry, _switch
+from otel_rtc._burst_telemetry import BurstMonitor
+from otel_rtc._configure import FILE_NAMES, Telemetry, configure
+from otel_rtc._exporter import MetricsProcessor
+from otel_rtc._local_aggregation import default_registry
+from otel_rtc.testing import make_test_pipeline
+from tests._otlp_receiver import OtlpReceiver, attrs_of
+
+ROOT = Path(__file__).resolve().parents[1]
+
+OTEL_ENV = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED", "OTEL_METRIC_EXPORT_INTERVAL",
+    "OTEL_RTC_OUTPUT_DIR", "OTEL_RTC_BURSTS_ENABLED", "OTEL_RTC_CONFIG_FILE",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in OTEL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # the default ./telemetry-out lands in the test's tmp dir
+    handles: list[Telemetry] = []
+    yield handles
+    for h in handles:
+        h.shutdown()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _burst(mon, n=3):
+    t = time.time_ns()
+    for _ in range(n):
+        mon.processing_started(t)
+        mon.processing_finished(t + 1_000_000)
+        mon.buffer_empty(t + 2_000_000)
+        t += 10_000_000
+
+
+
+
+def _exercise(h: Telemetry) -> None:
+    """Spans, otel_rtc local-aggregation metrics (bursts) through the handle's providers."""
+    switches = _switch.BurstSwitches(environ={})
+    switches.set(enabled=True)
+    mon = BurstMonitor("cfg-test", tracer_provider=h.tracer_provider,
+                       meter_provider=h.meter_provider, stats_interval_s=None,
+                       switches=switches)
+    _burst(mon)
+    mon.close()
+    with h.tracer_provider.get_tracer("t").start_as_current_span("hello"):
+        pass
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _file_metric_names(path: Path) -> set[str]:
+    return {m["name"] for doc in _read_jsonl(path) for rm in doc["resourceMetrics"]
+            for sm in rm["scopeMetrics"] for m in sm["metrics"]}
+
+
+def _file_spans(path: Path) -> list[dict]:
+    return [s for doc in _read_jsonl(path) for rs in doc["resourceSpans"]
+            for ss in rs["scopeSpans"] for s in ss["spans"]]
+
+
+# -- file mode (the embedded default) -----------------------------------------------------
+
+
+def test_file_default_writes_otlp_json(clean_env, tmp_path):
+    h = configure(service_name="cfg-svc", set_global=False, export_interval_s=3600)
+    clean_env.append(h)
+    assert h.mode == "file" and h.protocol is None
+    assert h.output_dir == (tmp_path / "telemetry-out").resolve()
+    assert h.paths == {s: h.output_dir / FILE_NAMES[s] for s in ("traces", "metrics", "logs")}
+    assert h.registry is not None and h.registry is not default_registry()
+    _exercise(h)
+    h.shutdown()
+    names = _file_metric_names(h.metrics_path)
+    assert {"otel_rtc.burst.duration", "otel_rtc.burst.messages",
+            "otel_rtc.burst.break.duration"} <= names
+    spans = _file_spans(h.traces_path)
+    assert {s["name"] for s in spans} >= {"hello", "burst cfg-test"}
+    doc = _read_jsonl(h.metrics_path)[-1]
+    res = {a["key"]: a["value"] for a in doc["resourceMetrics"][0]["resource"]["attributes"]}
+    assert res["service.name"] == {"stringValue": "cfg-svc"}
+    # the burst histogram is exact: 3 bursts of 2 ms
+    [burst] = [m for rm in doc["resourceMetrics"] for sm in rm["scopeMetrics"]
+               for m in sm["metrics"] if m["name"] == "otel_rtc.burst.duration"]
+    [pt] = burst["histogram"]["dataPoints"]
+    assert int(pt["count"]) == 3 and pt["sum"] == pytest.approx(0.006)
+
+
+def test_output_dir_from_env_and_explicit_wins(monkeypatch, clean_env, tmp_path):
+    monkeypatch.setenv("OTEL_RTC_OUTPUT_DIR", str(tmp_path / "from-env"))
+    h1 = configure(set_global=False)
+    clean_env.append(h1)
+    assert h1.output_dir == (tmp_path / "from-env").resolve()
+    h2 = configure(set_global=False, output_dir=tmp_path / "explicit")
+    clean_env.append(h2)
+    assert h2.output_dir == (tmp_path / "explicit").resolve()
+    assert h2.metrics_path.parent.is_dir()
+
+
+def test_unwritable_output_dir(monkeypatch, clean_env, tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="output_dir"):
+        configure(set_global=False, output_dir=blocker / "sub")
+    monkeypatch.setenv("OTEL_RTC_OUTPUT_DIR", str(blocker / "sub"))
+    with caplog.at_level(logging.WARNING, logger="otel_rtc"):
+        h = configure(set_global=False)
+    clean_env.append(h)
+    assert h.mode == "disabled" and h.paths == {}
+    assert "cannot create telemetry output directory" in caplog.text
+    _exercise(h)  # still harmless
+
+
+def test_metric_export_interval_from_env(monkeypatch, clean_env):
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")  # milliseconds
+    h = configure(set_global=False)
+    clean_env.append(h)
+    _exercise(h)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if h.metrics_path.exists() and "otel_rtc.burst.duration" in _file_metric_names(
+                h.metrics_path):
+            break
+        time.sleep(0.05)
+    # exported by the periodic reader alone, without flush or shutdown
+    assert "otel_rtc.burst.duration" in _file_metric_names(h.metrics_path)
+
+
+# -- disabled, bad values --------------------------------------------------------------
+
+
+def test_sdk_disabled_exports_nothing(monkeypatch, clean_env, tmp_path):
+    from opentelemetry import trace
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "TRUE")
+    h = configure(set_global=False, service_name="x")
+    clean_env.append(h)
+    assert h.mode == "disabled" and h.registry is None and h.paths == {}
+    assert isinstance(h.tracer_provider, trace.NoOpTracerProvider)
+    _exercise(h)
+    assert h.force_flush() is True
+    h.shutdown()
+    assert not (tmp_path / "telemetry-out").exists()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"protocol": "http/json"},
+    {"protocol": "udp"},
+    {"export_interval_s": -1},
+    {"export_interval_s": 0},
+    {"export_interval_s": float("nan")},
+    {"export_timeout_s": -0.5},
+    {"endpoint": "collector:4318"},
+    {"endpoint": ""},
+    {"headers": {"a": 1}},
+    {"headers": [("a", "b")]},
+    {"service_name": ""},
+    {"processors": [object()]},
+    {"bursts": "yes"},
+])
+def test_bad_arguments_raise_value_error(kwargs):
+    with pytest.raises(ValueError):
+        configure(set_global=False, **kwargs)
+
+
+@pytest.mark.parametrize(("var", "value", "message"), [
+    ("OTEL_SDK_DISABLED", "maybe", "OTEL_SDK_DISABLED"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "soon", "OTEL_METRIC_EXPORT_INTERVAL"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "-5", "OTEL_METRIC_EXPORT_INTERVAL"),
+])
+def test_bad_env_values_warn_and_use_default(monkeypatch, clean_env, caplog, var, value,
+                                             message):
+    monkeypatch.setenv(var, value)
+    with caplog.at_level(logging.WARNING, logger="otel_rtc"):
+        h = configure(set_global=False)
+    clean_env.append(h)
+    assert h.mode == "file"  # not disabled
+    assert message in caplog.text
+
+
+def test_bad_protocol_env_warns_and_uses_http(monkeypatch, clean_env, caplog):
+    with OtlpReceiver() as recv:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
+        with caplog.at_level(logging.WARNING, logger="otel_rtc"):
+            h = configure(set_global=False)
+        clean_env.append(h)
+        assert "carrier-pigeon" in caplog.text
+        assert h.mode == "otlp" and h.protocol == "http/protobuf"
+        _exercise(h)
+        assert h.force_flush()
+        assert recv.wait_for(lambda r: "otel_rtc.burst.duration" in r.metrics()
+                             and any(s.name == "hello" for s in r.spans()), timeout=10)
+
+
+# -- OTLP -------------------------------------------------------------------------------
+
+
+class _HeaderCapture:
+    """Records (path, headers) of every POST; answers 200."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        seen = self.seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_env_endpoint_headers_and_service_name(monkeypatch, clean_env):
+    cap = _HeaderCapture()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", cap.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=env,x-env-only=1")
+        h = configure(set_global=False, headers={"x-tenant": "arg"})
+        clean_env.append(h)
+        assert h.mode == "otlp"
+        _exercise(h)
+        h.shutdown()
+        paths = {p for p, _ in cap.seen}
+        assert {"/v1/traces", "/v1/metrics"} <= paths
+        for _, headers in cap.seen:
+            assert headers["x-tenant"] == "arg"  # explicit wins over env
+            assert headers["x-env-only"] == "1"
+    finally:
+        cap.close()
+
+
+def test_explicit_args_win_over_env(monkeypatch, clean_env):
+    dead = f"http://127.0.0.1:{_free_port()}"
+    with OtlpReceiver() as recv:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", dead)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+        h = configure(set_global=False, endpoint=recv.endpoint, protocol="http/protobuf",
+                      service_name="from-arg")
+        clean_env.append(h)
+        assert (h.mode, h.protocol, h.endpoint) == ("otlp", "http/protobuf", recv.endpoint)
+        _exercise(h)
+        h.shutdown()
+        assert recv.wait_for(lambda r: "otel_rtc.burst.duration" in r.metrics()
+                             and r.spans(), timeout=10)
+        req = recv.metric_requests()[-1]
+        assert attrs_of(req.resource_metrics[0].resource)["service.name"] == "from-arg"
+
+
+def test_env_service_name_and_resource_attributes(monkeypatch, clean_env):
+    with OtlpReceiver() as recv:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.endpoint)
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "svc-env")
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+        h = configure(set_global=False)
+        clean_env.append(h)
+        _exercise(h)
+        h.shutdown()
+        assert recv.wait_for(lambda r: r.spans(), timeout=10)
+        with recv._lock:
+            req = recv.requests["/v1/traces"][-1]
+        res = attrs_of(req.resource_spans[0].resource)
+        assert res["service.name"] == "svc-env"
+        assert res["deployment.environment"] == "test"
+
+
+def test_per_signal_env_endpoint_selects_otlp(monkeypatch, clean_env):
+    with OtlpReceiver() as recv:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{recv.endpoint}/v1/traces")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"{recv.endpoint}/v1/metrics")
+        h = configure(set_global=False)
+        clean_env.append(h)
+        assert h.mode == "otlp" and h.paths == {}
+        _exercise(h)
+        h.shutdown()
+        assert recv.wait_for(lambda r: "otel_rtc.burst.messages" in r.metrics()
+                             and r.spans(), timeout=10)
+
+
+def test_custom_processors_run_in_the_export(clean_env):
+    class Tag(MetricsProcessor):
+        def __init__(self):
+            self.calls = 0
+            self.seen: set[str] = set()
+
+        def process(self, metrics_data: MetricsData) -> MetricsData:
+            self.calls += 1
+            self.seen |= {m.name for rm in metrics_data.resource_metrics
+                          for sm in rm.scope_metrics for m in sm.metrics}
+            return metrics_data
+
+    tag = Tag()
+    h = configure(set_global=False, processors=[tag])
+    clean_env.append(h)
+    _exercise(h)
+    h.force_flush()
+    assert tag.calls >= 1
+    assert "otel_rtc.burst.duration" in tag.seen  # processors see the merged aggregates
+
+
+def test_absent_collector_never_blocks(clean_env, caplog):
+    """A closed loopback port: the app's calls stay fast, shutdown is bounded."""
+    dead = f"http://127.0.0.1:{_free_port()}"
+    h = configure(set_global=False, endpoint=dead, export_interval_s=0.1,
+                  export_timeout_s=1.0)
+    clean_env.append(h)
+    tracer = h.tracer_provider.get_tracer("t")
+    t0 = time.monotonic()
+    with caplog.at_level(logging.CRITICAL):
+        for _ in range(5_000):  # more than the span queue holds: overflow is dropped
+            with tracer.start_as_current_span("x"):
+                pass
+        _exercise(h)
+        elapsed_calls = time.monotonic() - t0
+        time.sleep(0.3)  # let a few exports fail
+        t1 = time.monotonic()
+        h.shutdown(timeout_s=3.0)
+        elapsed_shutdown = time.monotonic() - t1
+    # Generous bounds: a blocking exporter would take >= the 1 s timeout per batch.
+    assert elapsed_calls < 5.0
+    assert elapsed_shutdown < 4.0
+
+
+def test_grpc_through_real_collector(clean_env, otlp_receiver, rotel_collector):
+    """protocol="grpc" against Rotel's OTLP/gRPC receiver, read back over OTLP/HTTP."""
+    col = rotel_collector(exporter_endpoint=otlp_receiver.endpoint)
+    h = configure(set_global=False, protocol="grpc", endpoint=col.grpc_endpoint,
+                  service_name="grpc-svc")
+    clean_env.append(h)
+    assert (h.mode, h.protocol) == ("otlp", "grpc")
+    _exercise(h)
+    h.shutdown()
+    assert otlp_receiver.wait_for(lambda r: "otel_rtc.burst.duration" in r.metrics()
+                                  and any(s.name == "burst cfg-test" for s in r.spans()),
+                                  timeout=15)
+    req = otlp_receiver.metric_requests()[-1]
+    assert attrs_of(req.resource_metrics[0].resource)["service.name"] == "grpc-svc"
+
+
+# -- injection, bursts, globals -----------------------------------------------------------
+
+
+def test_injected_providers_are_used_and_not_shut_down(clean_env):
+    p = make_test_pipeline()
+    h = configure(set_global=False, tracer_provider=p.tracer_provider)
+    clean_env.append(h)
+    assert h.tracer_provider is p.tracer_provider
+    assert h.meter_provider is not p.meter_provider and h.registry is not None
+    h.shutdown()
+    with p.tracer_provider.get_tracer("t").start_as_current_span("after"):
+        pass
+    assert [s.name for s in p.spans()] == ["after"]  # still alive after the handle's shutdown
+
+    reader = InMemoryMetricReader()
+    own_mp = MeterProvider(metric_readers=[reader])
+    h2 = configure(set_global=False, tracer_provider=p.tracer_provider, meter_provider=own_mp)
+    clean_env.append(h2)
+    assert h2.meter_provider is own_mp
+    assert h2.registry is None  # the user's pipeline: otel_rtc cannot add its stage
+    _self_telemetry._reset_for_tests()
+    try:
+        _self_telemetry.report_error("test.injected", RuntimeError("x"))
+        data = reader.get_metrics_data()
+        names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics
+                 for m in sm.metrics}
+        assert "otel_rtc.internal.errors" in names  # self-telemetry registered on it
+    finally:
+        _self_telemetry._reset_for_tests()
+        own_mp.shutdown()
+
+
+def test_bursts_switch(clean_env):
+    sw = _switch.get_switches()
+    before = sw.enabled
+    try:
+        h = configure(set_global=False, bursts=True)
+        clean_env.append(h)
+        assert sw.enabled is True
+        h2 = configure(set_global=False, bursts=False)
+        clean_env.append(h2)
+        assert sw.enabled is False
+        h3 = configure(set_global=False)  # None leaves it alone
+        clean_env.append(h3)
+        assert sw.enabled is False
+    finally:
+        sw.set(enabled=before)
+
+
+_GLOBAL_SCRIPT = r"""
+import logging, sys
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
+from opentelemetry import metrics, trace
+from otel_rtc._configure import configure
+from otel_rtc._local_aggregation import default_registry
+from otel_rtc._burst_telemetry import get_burst_monitor
+h1 = configure(service_name="first", export_interval_s=3600)
+assert h1.is_global, "first call installs the globals"
+assert trace.get_tracer_provider() is h1.tracer_provider
+assert metrics.get_meter_provider() is h1.meter_provider
+assert h1.registry is default_registry()
+h2 = configure(service_name="second", output_dir="second-out", export_interval_s=3600,
+               bursts=True)
+assert not h2.is_global
+assert trace.get_tracer_provider() is h1.tracer_provider
+assert h2.registry is not default_registry()
+mon = get_burst_monitor("global", stats_interval_s=None)  # global providers
+import time
+t = time.time_ns()
+mon.processing_started(t); mon.processing_finished(t + 1000); mon.buffer_empty(t + 2000)
+h2.shutdown(); h1.shutdown()
+print("PATHS", h1.metrics_path, h2.metrics_path)
+"""
+
+
+def test_second_configure_warns_and_keeps_globals(tmp_path):
+    out = subprocess.run([sys.executable, "-c", _GLOBAL_SCRIPT], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "configure() call #2: global tracer/meter/logger provider(s) already set" in \
+        out.stdout
+    first, second = out.stdout.split("PATHS ")[1].split()
+    # global instrumentation recorded into the first (global) handle only
+    assert "otel_rtc.burst.duration" in _file_metric_names(Path(first))
+    assert "otel_rtc.burst.duration" not in _file_metric_names(Path(second))
+
+
+_EXIT_SCRIPT = r"""
+import sys
+from otel_rtc._configure import configure
+h = configure(endpoint=sys.argv[1], set_global=False)
+tracer = h.tracer_provider.get_tracer("t")
+for _ in range(2000):
+    with tracer.start_as_current_span("x"):
+        pass
+print("done", flush=True)
+# no shutdown(): the interpreter's exit must not wait long for the absent collector
+"""
+
+
+def test_exit_without_shutdown_is_bounded(tmp_path):
+    dead = f"http://127.0.0.1:{_free_port()}"
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, dead], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr
+    # The SDK's own exit hooks would give the span batch processor 30 s (in practice
+    # ~6.5 s here); configure()'s hook shuts down with its 5 s budget.
+    assert elapsed < 6.0
+
+
+def test_span_queue_overflow_and_failed_exports_are_counted(clean_env):
+    from otel_rtc._self_telemetry import drop_count
+
+    dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens: every export fails
+    h = configure(set_global=False, endpoint=dead, export_timeout_s=0.5)
+    clean_env.append(h)
+    before = {r: drop_count("export.traces", r) for r in ("queue_full", "export_failed")}
+    tracer = h.tracer_provider.get_tracer("t")
+    n = 6000
+    for i in range(n):  # far faster than the worker drains the 2048-span queue
+        with tracer.start_as_current_span(f"s{i}"):
+            pass
+    h.shutdown(timeout_s=5.0)
+    lost = {r: drop_count("export.traces", r) - v for r, v in before.items()}
+    assert lost["queue_full"] > 0
+    assert lost["queue_full"] + lost["export_failed"] == n  # every span accounted for

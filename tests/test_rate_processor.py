@@ -1,0 +1,486 @@
+"""In-process rate and traffic-load processors: sampler, SDK glue, names and units."""
+
+import gc
+import logging
+
+import pytest
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_rtc import _self_telemetry
+from otel_rtc._clock import ManualClock
+from otel_rtc._defaults import default_processors
+from otel_rtc._rate_processor import (
+    CounterSampler,
+    TrafficLoadProcessor,
+    WindowRateProcessor,
+    register_sample_source,
+    unregister_sample_source,
+)
+from otel_rtc._rates import RateConfig
+from otel_rtc._traffic import TrafficAccounting
+from otel_rtc._traffic_load import TrafficLoadConfig
+from otel_rtc.testing import make_test_pipeline
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+MBPS = 1e6 / 8
+CUM = AggregationTemporality.CUMULATIVE
+DELTA = AggregationTemporality.DELTA
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    _self_telemetry._reset_for_tests()
+
+
+def batch(*metrics):
+    scope = InstrumentationScope("app")
+    return MetricsData(resource_metrics=[ResourceMetrics(
+        resource=Resource.create({"service.name": "t"}),
+        scope_metrics=[ScopeMetrics(scope=scope, metrics=list(metrics), schema_url="")],
+        schema_url="")])
+
+
+def sum_metric(name, points, temporality=CUM, unit="By", monotonic=True):
+    return Metric(name=name, description="", unit=unit, data=Sum(
+        data_points=[NumberDataPoint(attributes=a, start_time_unix_nano=s, time_unix_nano=t,
+                                     value=v) for a, s, t, v in points],
+        aggregation_temporality=temporality, is_monotonic=monotonic))
+
+
+def points(data, name):
+    """{frozenset(attrs): value} of derived gauge ``name``; also checks it is a gauge."""
+    out = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if m.name == name:
+                    assert isinstance(m.data, Gauge)
+                    for p in m.data.data_points:
+                        out[frozenset(p.attributes.items())] = p.value
+    return out
+
+
+def units(data):
+    return {m.name: m.unit for rm in data.resource_metrics for sm in rm.scope_metrics
+            for m in sm.metrics}
+
+
+def spike_run(clock, acc, sampler, seconds=300):
+    """Bytes every 1 s: idle except 100 Mbps during seconds 100..110 (the reference)."""
+    total = 0
+    pk = 0
+    acc.add("room1", "alice", "up", "video", 0, 0)  # the stream opens at T0
+    sampler.sample_now()
+    for i in range(1, seconds + 1):
+        clock.advance(S)
+        if 100 < i <= 110:
+            total += int(100 * MBPS)
+            pk += 1000
+        acc.add("room1", "alice", "up", "video", pk, total)
+        sampler.sample_now()
+    return total
+
+
+def test_reference_spike_through_sampler_mean_and_peak():
+    clock = ManualClock(T0)
+    p = make_test_pipeline()
+    acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=True, clock=clock)
+    sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
+    proc = WindowRateProcessor(sampler=sampler, clock=clock)
+    p.metric_reader.processors.append(proc)
+    total = spike_run(clock, acc, sampler)
+    assert total == 10 * int(100 * MBPS)
+    m = p.metric_reader.get_metrics_data()
+    attrs = {"otel_rtc.room": "room1", "otel_rtc.participant": "alice",
+             "otel_rtc.direction": "up", "otel_rtc.media.kind": "video"}
+    rate = points(m, "otel_rtc.traffic.bytes.rate")
+    peak = points(m, "otel_rtc.traffic.bytes.rate.peak")
+    span = rate[frozenset({**attrs, "otel_rtc.rate.window": "span"}.items())]
+    assert span * 8 / 1e6 == pytest.approx(100 * 10 / 300, rel=1e-3)  # 3.33 Mbps mean
+    assert rate[frozenset({**attrs, "otel_rtc.rate.window": "300s"}.items())] == \
+        pytest.approx(span)
+    assert rate[frozenset({**attrs, "otel_rtc.rate.window": "10s"}.items())] == 0.0
+    p1 = peak[frozenset({**attrs, "otel_rtc.rate.subwindow": "1s"}.items())]
+    assert p1 * 8 / 1e6 == pytest.approx(100, rel=1e-3)  # the true 100 Mbps peak
+    assert peak[frozenset({**attrs, "otel_rtc.rate.subwindow": "5s"}.items())] * 8 / 1e6 \
+        == pytest.approx(100, rel=1e-3)
+    u = units(m)
+    assert u["otel_rtc.traffic.bytes.rate"] == "By/s"
+    assert u["otel_rtc.traffic.bytes.rate.peak"] == "By/s"
+    assert u["otel_rtc.traffic.packets.rate"] == "{packet}/s"
+    # the source counter itself passed through unchanged
+    src = [pt for pt in p.metrics()["otel_rtc.traffic.bytes"]]
+    assert src[0].value == total
+    assert _self_telemetry.error_count() == 0
+
+
+def test_without_sampler_export_resolution_has_no_fake_peak():
+    """Points every 60 s: the mean is exact, but no 1 s/5 s peak can be known."""
+    clock = ManualClock(T0)
+    proc = WindowRateProcessor(clock=clock)
+    a = {"otel_rtc.room": "r", "otel_rtc.direction": "down", "otel_rtc.media.kind": "audio"}
+    out = None
+    for k in range(1, 6):
+        clock.set(T0 + k * 60 * S)
+        out = proc.process(batch(sum_metric("otel_rtc.traffic.bytes",
+                                            [(a, T0, T0 + k * 60 * S, 1000 * 60 * k)])))
+    rate = points(out, "otel_rtc.traffic.bytes.rate")
+    assert rate[frozenset({**a, "otel_rtc.rate.window": "span"}.items())] == pytest.approx(1000)
+    assert rate[frozenset({**a, "otel_rtc.rate.window": "300s"}.items())] == pytest.approx(1000)
+    assert frozenset({**a, "otel_rtc.rate.window": "10s"}.items()) not in rate
+    assert points(out, "otel_rtc.traffic.bytes.rate.peak") == {}
+
+
+def test_five_minutes_of_bytes_in_one_point_is_not_a_spike():
+    clock = ManualClock(T0 + 300 * S)
+    proc = WindowRateProcessor(RateConfig(windows_s=(2.0, 300.0)), clock=clock)
+    a = {"otel_rtc.room": "r"}
+    out = proc.process(batch(sum_metric("otel_rtc.traffic.bytes",
+                                        [(a, T0, T0 + 300 * S, 300 * MBPS)])))
+    rate = points(out, "otel_rtc.traffic.bytes.rate")
+    assert max(rate.values()) == pytest.approx(MBPS)  # never 150 x
+    assert frozenset({**a, "otel_rtc.rate.window": "2s"}.items()) not in rate
+
+
+def test_delta_temporality_and_histogram_counts():
+    clock = ManualClock(T0)
+    proc = WindowRateProcessor(include=("app.*",), clock=clock)
+    out = None
+    for k in range(1, 4):
+        clock.set(T0 + k * 10 * S)
+        h = Metric(name="app.latency", description="", unit="s", data=Histogram(
+            data_points=[HistogramDataPoint(
+                attributes={"q": "a"}, start_time_unix_nano=T0, time_unix_nano=T0 + k * 10 * S,
+                count=50 * k, sum=1.0, bucket_counts=[50 * k], explicit_bounds=[], min=0,
+                max=1)], aggregation_temporality=CUM))
+        d = sum_metric("app.msgs", [({}, T0 + (k - 1) * 10 * S, T0 + k * 10 * S, 30)],
+                       temporality=DELTA, unit="{message}")
+        out = proc.process(batch(h, d))
+    r = points(out, "app.msgs.rate")
+    assert r[frozenset({("otel_rtc.rate.window", "10s")})] == pytest.approx(3.0)
+    assert r[frozenset({("otel_rtc.rate.window", "span")})] == pytest.approx(3.0)
+    hr = points(out, "app.latency.rate")
+    assert hr[frozenset({("q", "a"), ("otel_rtc.rate.window", "span")})] == pytest.approx(5.0)
+    u = units(out)
+    assert u["app.msgs.rate"] == "{message}/s"
+    assert u["app.latency.rate"] == "{measurement}/s"
+
+
+def test_unselected_and_non_monotonic_metrics_pass_through_untouched():
+    proc = WindowRateProcessor(clock=ManualClock(T0 + S))
+    ud = sum_metric("otel_rtc.traffic.weird", [({}, T0, T0 + S, 5)], monotonic=False)
+    other = sum_metric("app.bytes", [({}, T0, T0 + S, 5)])
+    data = batch(ud, other)
+    out = proc.process(data)
+    assert out is data  # nothing derived: the very same batch
+    assert out.resource_metrics[0].scope_metrics[0].metrics == [ud, other]
+
+
+def test_bad_points_are_counted_not_raised():
+    clock = ManualClock(T0 + 10 * S)
+    proc = WindowRateProcessor(clock=clock)
+    a = {"otel_rtc.room": "r"}
+    bad = sum_metric("otel_rtc.traffic.bytes", [(a, T0, T0 + S, -5.0),
+                                                ({"x": "nan"}, T0, T0 + S, float("nan")),
+                                                ({"x": "back"}, T0 + 5 * S, T0 + S, 1.0)])
+    out = proc.process(batch(bad))
+    assert points(out, "otel_rtc.traffic.bytes.rate") == {}
+    assert _self_telemetry.drop_count("rate_processor", "negative_value") == 1
+    assert _self_telemetry.drop_count("rate_processor", "non_finite") == 1
+    assert _self_telemetry.drop_count("rate_processor", "bad_span") == 1
+    # garbage batches are returned as they are, never raised
+    assert proc.process(None) is None
+    weird = object()
+    assert proc.process(weird) is weird
+    assert _self_telemetry.error_count("rate_processor") == 1
+
+
+def test_traffic_load_top_n_and_shares():
+    clock = ManualClock(T0)
+    p = make_test_pipeline()
+    acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=True, clock=clock)
+    sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
+    proc = TrafficLoadProcessor(TrafficLoadConfig(top_n=1), sampler=sampler, clock=clock)
+    p.metric_reader.processors.append(proc)
+    sampler.sample_now()
+    for i in range(1, 21):
+        clock.advance(S)
+        acc.add("r", "big", "up", "video", 100 * i, 100_000 * i)
+        acc.add("r", "small", "up", "audio", 50 * i, 5_000 * i)
+        acc.add("r", "tiny", "down", "data", 1 * i, 100 * i)
+        sampler.sample_now()
+    m = p.metric_reader.get_metrics_data()
+    score = points(m, "otel_rtc.traffic.load.score")
+    share = points(m, "otel_rtc.traffic.load.share")
+    room = score[frozenset({("otel_rtc.room", "r")})]
+    big = score[frozenset({("otel_rtc.room", "r"), ("otel_rtc.participant", "big")})]
+    others = score[frozenset({("otel_rtc.room", "r"), ("otel_rtc.participant", "_others")})]
+    expect_big = 8 * 100_000 + 4000 * 100
+    assert big == pytest.approx(expect_big)
+    assert room == pytest.approx(big + others)
+    assert sum(share.values()) == pytest.approx(1.0)
+    assert len(share) == 2  # top-1 + others: no series per participant
+    bps = points(m, "otel_rtc.traffic.load.bytes.rate")
+    assert bps[frozenset({("otel_rtc.room", "r"), ("otel_rtc.direction", "up"),
+                          ("otel_rtc.media.kind", "video")})] == pytest.approx(100_000)
+    assert points(m, "otel_rtc.traffic.load.participants")[
+        frozenset({("otel_rtc.room", "r")})] == 3
+    assert units(m)["otel_rtc.traffic.load.share"] == "1"
+
+
+def test_sampled_series_ignore_the_batch_copy_of_the_same_counter():
+    """The SDK's observable counter has another start time: mixing would read as resets."""
+    clock = ManualClock(T0)
+    p = make_test_pipeline()
+    acc = TrafficAccounting(meter_provider=p.meter_provider, clock=clock)
+    sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
+    proc = WindowRateProcessor(sampler=sampler, clock=clock)
+    p.metric_reader.processors.append(proc)
+    sampler.sample_now()
+    for i in range(1, 4):
+        clock.advance(S)
+        acc.add("r", "a", "up", "audio", i, 100 * i)
+        p.metric_reader.get_metrics_data()
+    assert proc.deriver.engine.anomaly_counts() == {}
+
+
+def test_sampler_thread_lifecycle_and_weak_global_sources():
+    class Owner:
+        def __init__(self):
+            self.calls = 0
+
+        def snapshot(self):
+            self.calls += 1
+            return [("otel_rtc.traffic.bytes", {"otel_rtc.room": "owner-room"}, 1.0, T0)]
+
+    def mine(rows):  # other live sources of the process (e.g. TrafficAccounting) may answer
+        return [r for r in rows if r[1] == {"otel_rtc.room": "owner-room"}]
+
+    owner = Owner()
+    register_sample_source(owner.snapshot)
+    sampler = CounterSampler(3600.0)  # global sources; the thread will not fire in-test
+    got = []
+    sampler.subscribe(lambda t, rows: got.append(rows))
+    assert sampler.running
+    assert sampler.sample_now()
+    assert owner.calls == 1 and mine(got[-1])[0][0] == "otel_rtc.traffic.bytes"
+    assert not sampler.sample_now(min_age_ns=3600 * S)  # too soon: skipped
+    del owner
+    gc.collect()
+    assert sampler.sample_now()
+    assert mine(got[-1]) == []  # the collected owner is no longer read
+    cb = sampler._subscribers[0]
+    sampler.unsubscribe(cb)
+    assert not sampler.running
+    o2 = Owner()
+    register_sample_source(o2.snapshot)
+    unregister_sample_source(o2.snapshot)
+    CounterSampler(1.0, autostart=False).sample_now()
+    assert o2.calls == 0
+
+
+def test_failing_source_and_subscriber_are_contained():
+    def boom():
+        raise RuntimeError("x")
+
+    s = CounterSampler(1.0, sources=[boom], autostart=False)
+    s.subscribe(lambda t, rows: 1 / 0)
+    assert s.sample_now()
+    assert _self_telemetry.error_count("rate_sampler.source") == 1
+    assert _self_telemetry.error_count("rate_sampler.subscriber") == 1
+
+
+@pytest.mark.parametrize("kwargs", [{"period_s": 0}, {"period_s": -1}, {"period_s": True}])
+def test_sampler_rejects_bad_period(kwargs):
+    with pytest.raises(ValueError):
+        CounterSampler(**kwargs)
+
+
+def test_processor_constructor_validation():
+    with pytest.raises(ValueError):
+        WindowRateProcessor(config="x")
+    with pytest.raises(ValueError):
+        WindowRateProcessor(include="otel_rtc.*")
+    with pytest.raises(ValueError):
+        TrafficLoadProcessor(config=RateConfig())
+
+
+def test_default_processors_from_env(monkeypatch, caplog):
+    procs = default_processors()
+    assert [type(p) for p in procs] == [WindowRateProcessor, TrafficLoadProcessor]
+    assert procs[0].sampler is procs[1].sampler and procs[0].sampler.running
+    for p in procs:
+        p.shutdown()
+    assert not procs[0].sampler.running
+    monkeypatch.setenv("OTEL_RTC_LOAD", "false")
+    monkeypatch.setenv("OTEL_RTC_RATE_WINDOWS", "5,30")
+    monkeypatch.setenv("OTEL_RTC_RATE_PEAKS", "nope")
+    monkeypatch.setenv("OTEL_RTC_RATE_METRICS", "app.*, otel_rtc.traffic.*")
+    with caplog.at_level(logging.WARNING, logger="otel_rtc"):
+        procs = default_processors()
+    assert [type(p) for p in procs] == [WindowRateProcessor]
+    cfg = procs[0].deriver.engine.config
+    assert cfg.windows_s == (5.0, 30.0) and cfg.peak_subwindows_s == (1.0, 5.0)
+    assert procs[0].deriver.selects("app.x") and procs[0].deriver.selects("otel_rtc.traffic.a")
+    assert not procs[0].deriver.selects("otel_rtc.traffic.a.rate")
+    assert "OTEL_RTC_RATE_PEAKS" in caplog.text
+    procs[0].shutdown()
+
+
+def test_entry_point_exporter_carries_the_processors(monkeypatch):
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="opentelemetry_metrics_exporter")
+             if e.name == "otel_rtc"]
+    exporter = ep.load()()
+    try:
+        kinds = [type(p).__name__ for p in exporter.processors]
+        assert kinds == ["WindowRateProcessor", "TrafficLoadProcessor"]
+    finally:
+        exporter.shutdown()
+    assert not exporter.processors[0].sampler.running
+
+
+# -- a stream first seen mid-life (the reference's fake spike, from the traffic side) -----
+
+MB = 1_000_000  # bytes per second of one stream
+KPK = 1_000  # packets per second of one stream
+
+
+def _derived_maxima(data, out):
+    """Fold the largest derived rate/load values of one export into ``out``."""
+    for name, label in (("otel_rtc.traffic.bytes.rate", "rate"),
+                        ("otel_rtc.traffic.bytes.rate.peak", "rate"),
+                        ("otel_rtc.traffic.packets.rate", "packets"),
+                        ("otel_rtc.traffic.packets.rate.peak", "packets"),
+                        ("otel_rtc.traffic.load.bytes.rate", "room"),
+                        ("otel_rtc.traffic.load.score", "score"),
+                        ("otel_rtc.traffic.load.share", "share")):
+        for attrs, v in points(data, name).items():
+            if label == "share" and ("otel_rtc.participant", "alice") not in attrs:
+                continue
+            if label == "score" and not any(k == "otel_rtc.participant" for k, _ in attrs):
+                label_ = "room_score"
+            else:
+                label_ = label
+            out[label_] = max(out.get(label_, 0.0), v)
+
+
+@pytest.mark.parametrize("per_participant", [True, False], ids=["participant", "room"])
+def test_stream_first_reported_mid_life_is_not_a_rate_spike(per_participant):
+    """Alice's transport carried 5 min of 1 MB/s before her first report, then keeps 1 MB/s.
+
+    Bob streams 1 MB/s from the start. Her first totals (300 MB) happened at unknown
+    times before tracking began: no derived rate, peak, room load or share may jump.
+    """
+    clock = ManualClock(T0)
+    p = make_test_pipeline()
+    acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=per_participant,
+                            clock=clock)
+    sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
+    p.metric_reader.processors += [WindowRateProcessor(sampler=sampler, clock=clock),
+                                   TrafficLoadProcessor(sampler=sampler, clock=clock)]
+    acc.add("r", "bob", "up", "video", 0, 0)
+    p.metric_reader.get_metrics_data()
+    seen: dict[str, float] = {}
+    alice = [300 * KPK, 300 * MB]  # five minutes of history at 1 MB/s
+    for i in range(1, 41):
+        clock.set(T0 + i * S)
+        acc.add("r", "bob", "up", "video", i * KPK, i * MB)
+        if i == 20:
+            clock.advance(1_000_000)  # first report 1 ms later, exported 1 ms after that
+            acc.add("r", "alice", "up", "video", *alice)
+            clock.advance(1_000_000)
+        elif i > 20:
+            alice = [alice[0] + KPK, alice[1] + MB]
+            acc.add("r", "alice", "up", "video", *alice)
+        _derived_maxima(p.metric_reader.get_metrics_data(), seen)
+    per_stream = 1.05  # 1 MB/s, with the 2 ms shift of alice's first sample
+    assert seen["rate"] <= per_stream * (MB if per_participant else 2 * MB), seen
+    assert seen["packets"] <= per_stream * (KPK if per_participant else 2 * KPK), seen
+    assert seen["room"] <= per_stream * 2 * MB, seen
+    assert seen["room_score"] <= per_stream * 2 * (8 * MB + 4000 * KPK), seen
+    if per_participant:
+        assert seen["share"] <= 0.55, seen  # two equal participants: about half each
+    # the data was not lost: the steady rate is there once alice has 10 s of history
+    assert seen["room"] >= 1.9 * MB
+    assert _self_telemetry.error_count() == 0
+
+
+def test_observable_counter_first_collected_mid_life_is_not_a_rate_spike():
+    """An SDK observable counter's first cumulative point has start ≈ time (tens of µs).
+
+    Its value is the source's whole history (here 5 min at 1 MB/s): the rate core must
+    not divide it by the microseconds the SDK stamped on it. No sampler: batch points only.
+    """
+    clock = ManualClock(T0)
+    rates = WindowRateProcessor(clock=clock)
+    load = TrafficLoadProcessor(clock=clock)
+    a = {"otel_rtc.room": "r", "otel_rtc.participant": "alice", "otel_rtc.direction": "up",
+         "otel_rtc.media.kind": "video"}
+    start = T0 - 50_000  # what the Python SDK stamps on a newly observed attribute set
+    seen: dict[str, float] = {}
+    for i in range(0, 31):
+        clock.set(T0 + i * S)
+        data = batch(sum_metric("otel_rtc.traffic.bytes",
+                                [(a, start, T0 + i * S, (300 + i) * MB)]),
+                     sum_metric("otel_rtc.traffic.packets",
+                                [(a, start, T0 + i * S, (300 + i) * KPK)], unit="{packet}"))
+        _derived_maxima(load.process(rates.process(data)), seen)
+    assert seen["rate"] <= 1.0001 * MB, seen
+    assert seen["packets"] <= 1.0001 * KPK, seen
+    assert seen["room"] <= 1.0001 * MB, seen
+    assert seen["score"] <= 1.0001 * (8 * MB + 4000 * KPK), seen
+    assert seen["rate"] >= 0.999 * MB  # and the real rate is there
+    assert proc_anomalies(rates) == {"short_span": 2}
+
+
+def proc_anomalies(proc):
+    return proc.deriver.engine.anomaly_counts()
+
+
+def test_configure_samples_traffic_so_peaks_are_real(otlp_receiver):
+    """The real path: configure() + TrafficAccounting, OTLP to a loopback receiver.
+
+    Exports are far apart (as at the default 60 s); the 1 s peak can only come from the
+    default processors' sampler reading the accounting object every second.
+    """
+    import time
+
+    from otel_rtc import TrafficAccounting, configure
+
+    h = configure(endpoint=otlp_receiver.endpoint, set_global=False, export_interval_s=3600)
+    try:
+        traffic = TrafficAccounting(meter_provider=h.meter_provider)
+        traffic.add("room-peak", "p", "up", "video", 0, 0)  # first report: the baseline
+        h.force_flush()  # from now on this pipeline exports the series
+        time.sleep(2.2)
+        traffic.add("room-peak", "p", "up", "video", 1000, 1_000_000)  # 1 MB at once
+        time.sleep(2.2)
+        h.force_flush()
+        assert otlp_receiver.wait_for_metric("otel_rtc.traffic.bytes.rate.peak", 10)
+        peaks = {a["otel_rtc.rate.subwindow"]: v for a, v, _ in
+                 otlp_receiver.number_points("otel_rtc.traffic.bytes.rate.peak")
+                 if a.get("otel_rtc.room") == "room-peak"}
+        # 1 MB landed inside one ~1 s sampling interval (jitter allowed either way)
+        assert 0.8e6 <= peaks["1s"] <= 1.25e6, peaks
+        means = {a["otel_rtc.rate.window"]: v for a, v, _ in
+                 otlp_receiver.number_points("otel_rtc.traffic.bytes.rate")
+                 if a.get("otel_rtc.room") == "room-peak"}
+        assert means["span"] < peaks["1s"]  # the mean over ~4.4 s is lower than the peak
+    finally:
+        h.shutdown()

@@ -1,0 +1,203 @@
+"""Traffic accounting from cumulative transport counters."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otel_rtc import _self_telemetry
+from otel_rtc._clock import ManualClock
+from otel_rtc._traffic import TrafficAccounting
+from otel_rtc.testing import make_test_pipeline
+
+W = 2**32
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    _self_telemetry._reset_for_tests()
+
+
+def totals(acc, name="otel_rtc.traffic.packets", **match):
+    return sum(v for n, a, v, _ in acc.snapshot()
+               if n == name and all(a.get(k) == x for k, x in match.items()))
+
+
+def test_deltas_from_cumulative_totals():
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p", "up", "video", 10, 1000, 1, 0, 50, from_zero=True)
+    acc.add("r", "p", "up", "video", 25, 2600, 3, 2, 80)
+    assert totals(acc) == 25
+    assert totals(acc, "otel_rtc.traffic.bytes") == 2600
+    assert totals(acc, "otel_rtc.traffic.packets_lost") == 3
+    assert totals(acc, "otel_rtc.traffic.packets_out_of_order") == 2
+    assert totals(acc, "otel_rtc.traffic.padding_bytes") == 80
+
+
+def test_wrap_around_counts_the_wrapped_delta():
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p", "down", "audio", W - 10, W - 100)  # first report: baseline
+    acc.add("r", "p", "down", "audio", 5, 20)
+    assert totals(acc) == 15
+    assert totals(acc, "otel_rtc.traffic.bytes") == 120
+    assert _self_telemetry.drop_count("traffic") == 0
+
+
+def test_configurable_modulus():
+    acc = TrafficAccounting(meter_provider=False, modulus=2**16)
+    acc.add("r", "p", "up", "data", 65_530, 0)
+    acc.add("r", "p", "up", "data", 4, 0)
+    assert totals(acc) == 10
+
+
+def test_unexplained_decrease_is_rejected_counted_and_rebased():
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p", "up", "video", 1000, 100_000, from_zero=True)
+    acc.add("r", "p", "up", "video", 10, 1_000)  # not a wrap: far from the modulus
+    assert totals(acc) == 1000
+    assert _self_telemetry.drop_count("traffic", "negative_delta") == 2  # packets and bytes
+    acc.add("r", "p", "up", "video", 30, 3_000)  # counted from the new baseline
+    assert totals(acc) == 1020
+
+
+def test_explicit_reset_counts_from_zero():
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p", "up", "video", 1000, 100_000, from_zero=True)
+    acc.add("r", "p", "up", "video", 10, 1_000, reset=True)
+    assert totals(acc) == 1010
+    assert _self_telemetry.drop_count("traffic") == 0
+
+
+def test_implausible_jump_is_rejected():
+    acc = TrafficAccounting(meter_provider=False, max_delta=10_000)
+    acc.add("r", "p", "up", "audio", 100, 100, from_zero=True)
+    acc.add("r", "p", "up", "audio", 50_000, 200)
+    assert totals(acc) == 100
+    assert _self_telemetry.drop_count("traffic", "implausible_delta") == 1
+
+
+def test_invalid_dimensions_are_dropped():
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p", "sideways", "audio", 1, 1)
+    acc.add("r", "p", "up", "smell", 1, 1)
+    assert list(acc.snapshot()) == []
+    assert _self_telemetry.drop_count("traffic", "invalid") == 2
+
+
+def test_aggregates_per_room_by_default():
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p1", "up", "audio", 10, 0, from_zero=True)
+    acc.add("r", "p2", "up", "audio", 5, 0, from_zero=True)
+    rows = [(a, v) for n, a, v, _ in acc.snapshot() if n == "otel_rtc.traffic.packets"]
+    assert rows == [({"otel_rtc.room": "r", "otel_rtc.direction": "up",
+                      "otel_rtc.media.kind": "audio"}, 15.0)]
+
+
+def test_participant_cardinality_cap_folds_into_other():
+    acc = TrafficAccounting(meter_provider=False, per_participant=True, max_participants=2)
+    for i in range(5):
+        acc.add("r", f"p{i}", "up", "audio", 10, 0, from_zero=True)
+    parts = sorted(a["otel_rtc.participant"] for n, a, _, _ in acc.snapshot()
+                   if n == "otel_rtc.traffic.packets")
+    assert parts == ["_other", "p0", "p1"]
+    assert totals(acc, **{"otel_rtc.participant": "_other"}) == 30
+    assert _self_telemetry.drop_count("traffic", "cardinality_cap") == 3
+
+
+def test_forget_drops_baselines_and_keeps_totals():
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p", "up", "audio", 10, 0, from_zero=True)
+    acc.add("r", "p", "down", "audio", 10, 0, from_zero=True)
+    assert acc.streams == 2
+    acc.forget("r", "p")
+    assert acc.streams == 0
+    acc.add("r", "p", "up", "audio", 3, 0, from_zero=True)  # a new transport, from zero
+    assert totals(acc) == 23
+
+
+def test_observable_counters_read_at_collection():
+    p = make_test_pipeline()
+    clock = ManualClock(123)
+    acc = TrafficAccounting(meter_provider=p.meter_provider, clock=clock)
+    acc.add("r", "p", "up", "video", 10, 1200, 1, 0, 0, from_zero=True)
+    m = p.metrics()
+    [pt] = m["otel_rtc.traffic.packets"]
+    assert pt.value == 10
+    assert pt.attributes == {"otel_rtc.room": "r", "otel_rtc.direction": "up",
+                             "otel_rtc.media.kind": "video"}
+    assert m["otel_rtc.traffic.bytes"][0].value == 1200
+    acc.add("r", "p", "up", "video", 15, 1800)
+    assert p.metrics()["otel_rtc.traffic.packets"][0].value == 15
+    assert next(s for n, _, _, s in acc.snapshot()) == 123
+
+
+def test_bad_constructor_arguments():
+    for kw in ({"max_participants": 0}, {"modulus": 1}, {"max_delta": 0}):
+        with pytest.raises(ValueError):
+            TrafficAccounting(meter_provider=False, **kw)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**20), min_size=1, max_size=50))
+def test_wrapped_totals_sum_to_true_traffic(increments):
+    acc = TrafficAccounting(meter_provider=False)
+    true_total = 2**32 - 2**19  # start close to the wrap
+    acc.add("r", "p", "up", "audio", true_total % W, 0, reset=True)
+    for inc in increments:
+        true_total += inc
+        acc.add("r", "p", "up", "audio", true_total % W, 0)
+    assert totals(acc) == true_total
+
+
+def test_baseline_report_is_a_starting_point_not_traffic():
+    # Counters that ran before tracking began (here: near the 32-bit wrap) must not be
+    # counted as traffic of the first interval - that is the reference's fake spike.
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p", "up", "video", W - 5, W - 500, baseline=True)
+    acc.add("r", "p", "up", "video", 10, 1000)  # wrapped: +15 packets, +1500 bytes
+    assert totals(acc) == 15
+    assert totals(acc, "otel_rtc.traffic.bytes") == 1500
+
+
+def test_first_report_is_a_baseline_by_default_and_counted():
+    # A transport that already carried 5 min of 1 MB/s when first reported: those bytes
+    # happened at unknown times; counting them now would be the reference's fake spike.
+    p = make_test_pipeline()
+    acc = TrafficAccounting(meter_provider=p.meter_provider)
+    acc.add("r", "p", "up", "video", 300_000, 300_000_000)
+    acc.add("r", "p", "up", "video", 301_000, 301_000_000)
+    assert totals(acc) == 1_000
+    assert totals(acc, "otel_rtc.traffic.bytes") == 1_000_000
+    assert acc.baselined == 1
+    [pt] = p.metrics()["otel_rtc.traffic.baselined_reports"]
+    assert pt.value == 1
+    assert pt.attributes == {"otel_rtc.room": "r", "otel_rtc.direction": "up",
+                             "otel_rtc.media.kind": "video"}
+    assert _self_telemetry.drop_count() == 0  # not a rejection: a documented starting point
+
+
+def test_from_zero_counts_the_first_report_in_full():
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p", "up", "audio", 5, 600, from_zero=True)  # transport created just now
+    acc.add("r", "p", "up", "audio", 10, 1200)
+    assert totals(acc) == 10
+    assert totals(acc, "otel_rtc.traffic.bytes") == 1200
+    assert acc.baselined == 0
+    acc.add("r", "p", "up", "audio", 20, 2400, from_zero=True)  # only first reports
+    assert totals(acc) == 20
+
+
+def test_rejoin_after_forget_is_a_new_first_report():
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p", "up", "audio", 10, 0, from_zero=True)
+    acc.forget("r", "p")
+    acc.add("r", "p", "up", "audio", 500, 0)  # unknown history: baseline
+    acc.add("r", "p", "up", "audio", 510, 0)
+    assert totals(acc) == 20
+    assert acc.baselined == 1
+
+
+def test_zero_first_report_is_not_counted_as_baselined():
+    acc = TrafficAccounting(meter_provider=False)
+    acc.add("r", "p", "up", "audio", 0, 0)
+    acc.add("r", "p", "up", "audio", 3, 30)
+    assert totals(acc) == 3
+    assert acc.baselined == 0  # nothing was left uncounted
