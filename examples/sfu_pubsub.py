@@ -166,6 +166,8 @@ class Sfu:
         if self.rng.random() < 0.5:
             self.sessions.leave(room, pid, "signal", expect_resume=True)
             self.sessions.leave(room, pid, "media", expect_resume=True)
+            # Open subscription attempts wait for the resume: no giant "first" sample.
+            self.stats["subscriptions.suspended"] += self.pubsub.suspend_subscriptions(room, pid)
             peer.resuming = True
 
             def rejoin() -> None:

@@ -52,10 +52,12 @@ _EXPORTS: dict[str, str] = {
     "RateConfig": "_rates",
     "RateEngine": "_rates",
     "SeriesRates": "_rates",
+    "RtcPrometheusMetricReader": "_prometheus_reader",
     "RotelCollector": "_rotel",
     "RotelError": "_rotel",
     "RotelNotInstalledError": "_rotel",
     "find_rotel": "_rotel",
+    "default_processors": "_defaults",
     "drop_count": "_self_telemetry",
     "error_count": "_self_telemetry",
     "Session": "_sessions",
@@ -107,6 +109,7 @@ __all__ = [
     "RtcInstrumentor",
     "RtcMetricExporter",
     "RtcOTLPMetricExporter",
+    "RtcPrometheusMetricReader",
     "SeriesRates",
     "Session",
     "SessionEvent",
@@ -121,6 +124,7 @@ __all__ = [
     "__version__",
     "bind_registry",
     "configure",
+    "default_processors",
     "default_registry",
     "drop_count",
     "error_count",
@@ -150,6 +154,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from otel_rtc._burst_telemetry import BurstMonitor, get_burst_monitor
     from otel_rtc._clock import Clock, ManualClock, wall_clock_ns
     from otel_rtc._configure import Telemetry, configure
+    from otel_rtc._defaults import default_processors
     from otel_rtc._exporter import MetricsProcessor, RtcMetricExporter, RtcOTLPMetricExporter
     from otel_rtc._handler import MessageHandler, MessageScope
     from otel_rtc._instrumentor import RtcInstrumentor
@@ -160,6 +165,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         bind_registry,
         default_registry,
     )
+    from otel_rtc._prometheus_reader import RtcPrometheusMetricReader
     from otel_rtc._pubsub import Publication, PubSubTelemetry, Subscription
     from otel_rtc._rate_processor import (
         CounterSampler,

@@ -429,11 +429,13 @@ class LocalAggregationRegistry:
 
 
 def add_scope_metrics(metrics_data: MetricsData | None, scope: InstrumentationScope,
-                      metrics: Sequence[Metric], resource: Resource) -> MetricsData | None:
+                      metrics: Sequence[Metric], resource: Resource | None = None
+                      ) -> MetricsData | None:
     """Return ``metrics_data`` with ``metrics`` added under ``scope``.
 
     They join the first ``ResourceMetrics`` (the SDK produces one per provider); with
-    none, a new one is made with ``resource``. A scope already present there is
+    none, a new one is made with ``resource`` (default: ``Resource.create()``, built
+    only then: it runs the resource detectors). A scope already present there is
     extended, never repeated: the OTLP protobuf encoder groups by scope, so a second
     ``ScopeMetrics`` equal to an SDK meter's scope (e.g. otel_rtc's own ``"otel_rtc"``
     meter) would replace that meter's metrics in the request.
@@ -442,7 +444,7 @@ def add_scope_metrics(metrics_data: MetricsData | None, scope: InstrumentationSc
         return metrics_data
     if metrics_data is None or not metrics_data.resource_metrics:
         return MetricsData(resource_metrics=[ResourceMetrics(
-            resource=resource,
+            resource=resource if resource is not None else Resource.create(),
             scope_metrics=[ScopeMetrics(scope=scope, metrics=list(metrics), schema_url="")],
             schema_url="")])
     first, *rest = metrics_data.resource_metrics

@@ -46,7 +46,6 @@ from opentelemetry.sdk.metrics.export import (
     NumberDataPoint,
     Sum,
 )
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
@@ -245,7 +244,7 @@ def _to_metrics(points: list[DerivedPoint]) -> list[Metric]:
 
 
 def _append(data: MetricsData, metrics: list[Metric]) -> MetricsData:
-    return add_scope_metrics(data, _SCOPE, metrics, Resource.create()) or data
+    return add_scope_metrics(data, _SCOPE, metrics) or data
 
 
 def _iter_sources(data: MetricsData, selects: Callable[[str], bool]

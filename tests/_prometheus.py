@@ -4,9 +4,9 @@
   ``scripts/bootstrap.sh``) on a free 127.0.0.1 port with a throw-away storage dir and a
   generated scrape config, waits until it is ready, answers PromQL through the HTTP API
   and stops it again.
-* :class:`RtcPrometheusMetricReader` is the SDK's ``PrometheusMetricReader`` with the
-  otel_rtc export stage applied on every scrape (local aggregation merged, processors
-  such as the rate processor run), like ``otel_rtc.testing.RtcInMemoryMetricReader``.
+* :func:`start_scrape_endpoint` serves a meter provider for Prometheus through
+  ``otel_rtc.RtcPrometheusMetricReader`` (the SDK's Prometheus reader with the otel_rtc
+  export stage applied on every scrape: local aggregates merged, rates derived).
 * :func:`run_demo_workload` runs the examples against such a reader so a scraping
   Prometheus sees every metric the dashboards chart.
 """
@@ -205,31 +205,6 @@ def finite(values: list[float]) -> list[float]:
 
 
 # -- the SDK side ------------------------------------------------------------------------
-def _reader_class() -> type:
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
-    class RtcPrometheusMetricReader(PrometheusMetricReader):
-        """``PrometheusMetricReader`` with the otel_rtc export stage applied on each scrape."""
-
-        def __init__(self, rtc_registry: Any = None, processors: list[Any] | None = None,
-                     **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.rtc_registry = rtc_registry
-            self.processors = list(processors or [])
-
-        def _receive_metrics(self, metrics_data: Any, timeout_millis: float = 10_000,
-                             **kwargs: Any) -> None:
-            data = metrics_data
-            if self.rtc_registry is not None and data is not None:
-                merged = self.rtc_registry.merge_into(data, self._instrument_class_temporality)
-                data = merged if merged is not None else data
-            for p in self.processors:
-                data = p.process(data)
-            super()._receive_metrics(data, timeout_millis=timeout_millis, **kwargs)
-
-    return RtcPrometheusMetricReader
-
-
 @dataclass
 class ScrapeEndpoint:
     """An SDK meter provider served on ``http://127.0.0.1:<port>/metrics``."""
@@ -273,15 +248,16 @@ def start_scrape_endpoint(processors: list[Any] | None = None) -> ScrapeEndpoint
     from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from otel_rtc._local_aggregation import LocalAggregationRegistry, bind_registry
+    from otel_rtc import RtcPrometheusMetricReader
+    from otel_rtc._local_aggregation import LocalAggregationRegistry
 
     resource = Resource.create({"service.name": "otel-rtc-demo"})
     registry = LocalAggregationRegistry(resource=resource)
     prom_registry = CollectorRegistry()
     procs = rate_processors() if processors is None else processors
-    reader = _reader_class()(registry, procs, registry=prom_registry)
+    reader = RtcPrometheusMetricReader(registry, procs, prometheus_registry=prom_registry)
     mp = MeterProvider(metric_readers=[reader], resource=resource)
-    bind_registry(mp, registry)
+    reader.bind(mp)
     tp = TracerProvider(resource=resource)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=prom_registry)

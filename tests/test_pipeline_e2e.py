@@ -13,6 +13,7 @@ import pytest
 
 from examples import message_server, sfu_pubsub
 from otel_rtc import configure
+from otel_rtc._pubsub import ATTEMPT_REASONS
 from otel_rtc._rotel import processor_path
 from otel_rtc._switch import get_switches
 from tests._otlp_receiver import attrs_of
@@ -50,8 +51,8 @@ def through_rotel():
                 h.shutdown(timeout_s=10.0)
             want = {"process": stats.processed, "SELECT": stats.processed,
                     "send": stats.sent, "publish": sfu["publications"],
-                    "subscribe": sum(v for k, v in sfu.items()
-                                     if k.startswith("subscriptions."))}
+                    "subscribe": sum(sfu.get(f"subscriptions.{r}", 0)
+                                     for r in ATTEMPT_REASONS)}
 
             def arrived(r):
                 got = Counter(s.name.split(" ", 1)[0] for s in r.spans())

@@ -20,6 +20,8 @@ OUT = HERE / "dashboards"
 
 DS = {"type": "prometheus", "uid": "prometheus"}
 RI = "$__rate_interval"
+CONCLUDED = 'otel_rtc_outcome=~"success|failure|abandoned"'
+"""Outcomes an attempt reaches by itself (not ``resumed`` / ``superseded``)."""
 
 # Derived by otel_rtc's rate processor (otel_rtc/_rate_processor.py): `<src>.rate` and
 # `<src>.rate.peak` gauges (unit By/s -> `_bytes_per_second`, {packet}/s ->
@@ -133,19 +135,24 @@ ROWS: list[tuple[str, list[tuple[str, str, str, list[dict], str]]]] = [
                    by="otel_rtc_attempt", qs=(0.5, 0.9), legend="{{otel_rtc_attempt}}"),
          "timeseries"),
         ("Subscription success rate by attempt", "percentunit",
-         "Successful subscription attempts / all completed attempts (success, failure, "
-         "abandoned), by otel_rtc.attempt.",
+         "Successful subscription attempts / attempts that reached an outcome of their "
+         "own (success, failure, abandoned), by otel_rtc.attempt. Attempts interrupted "
+         "by a resume or superseded by a newer attempt are left out: their outcome is "
+         "the newer attempt's.",
          [t(f'sum by (otel_rtc_attempt) (rate(otel_rtc_subscription_outcomes_total'
             f'{{otel_rtc_outcome="success", otel_rtc_media_kind=~"$kind"}}[{RI}])) / '
             f'(sum by (otel_rtc_attempt) (rate(otel_rtc_subscription_outcomes_total'
-            f'{{otel_rtc_media_kind=~"$kind"}}[{RI}])) > 0)', "{{otel_rtc_attempt}}")],
+            f'{{{CONCLUDED}, otel_rtc_media_kind=~"$kind"}}[{RI}])) > 0)',
+            "{{otel_rtc_attempt}}")],
          "timeseries"),
         ("Publication success rate by attempt", "percentunit",
-         "Successful publication attempts / all completed attempts.",
+         "Successful publication attempts / attempts that reached an outcome of their "
+         "own (success, failure, abandoned).",
          [t(f'sum by (otel_rtc_attempt) (rate(otel_rtc_publication_outcomes_total'
             f'{{otel_rtc_outcome="success", otel_rtc_media_kind=~"$kind"}}[{RI}])) / '
             f'(sum by (otel_rtc_attempt) (rate(otel_rtc_publication_outcomes_total'
-            f'{{otel_rtc_media_kind=~"$kind"}}[{RI}])) > 0)', "{{otel_rtc_attempt}}")],
+            f'{{{CONCLUDED}, otel_rtc_media_kind=~"$kind"}}[{RI}])) > 0)',
+            "{{otel_rtc_attempt}}")],
          "timeseries"),
         ("Subscription attempts per second", "ops",
          "Attempts started, by reason: first, retry, migration, resume, unmuted.",
