@@ -30,7 +30,7 @@ from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
 
 _logger = logging.getLogger("otel_rtc")
 
-__all__ = ["BurstRecord", "BurstTracker", "FrameStats"]
+__all__ = ["REFERENCE_FIELDS", "BurstRecord", "BurstTracker", "FrameStats"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,16 @@ class BurstRecord:
         return self.duration_s
 
 
+REFERENCE_FIELDS: tuple[str, ...] = (
+    "avg_message_burst_throughput_rate", "data_points", "frame_time_dur",
+    "max_message_break_duration", "max_message_burst_count", "max_message_burst_duration",
+    "max_message_burst_throughput_rate", "min_message_burst_throughput_rate", "mode",
+    "total_message_break_duration", "total_message_burst_duration", "total_message_count",
+    "total_message_throughput_rate",
+)
+"""The fields of the reference's ``logMessageBurstStats`` line, in its order."""
+
+
 @dataclass(frozen=True)
 class FrameStats:
     """Statistics over the bursts that *ended* during one frame (one stats interval).
@@ -139,16 +149,16 @@ class FrameStats:
         """The fields as a plain dict, in declaration (alphabetical, reference) order."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def to_log_line(self, source: str | None = None) -> str:
-        """``logMessageBurstStats {...}`` with the fields as a JSON object.
+    def to_log_line(self) -> str:
+        """``logMessageBurstStats {...}``: exactly the reference's fields, as JSON.
 
-        Args:
-            source: If given, added as a leading ``"source"`` key (which monitor).
+        :attr:`worst_case_latency_s` (an otel_rtc addition) and the monitor's name are
+        not in the line; :class:`~otel_rtc.BurstMonitor` attaches them to the log
+        record as attributes.
         """
         import json
 
-        d: dict[str, float | int | str] = {} if source is None else {"source": source}
-        d.update(self.to_dict())
+        d = {k: getattr(self, k) for k in REFERENCE_FIELDS}
         return "logMessageBurstStats " + json.dumps(d, separators=(", ", ":"))
 
     def inconsistencies(self, rel_tol: float = 1e-4) -> list[str]:

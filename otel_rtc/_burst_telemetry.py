@@ -307,8 +307,9 @@ class BurstMonitor:
             self.last_frame = frame
             sw = self._switches
             if sw.log_stats and _log.isEnabledFor(logging.INFO):
-                _log.info("%s", frame.to_log_line(self.name),
-                          extra={"otel_rtc_burst_source": self.name})
+                _log.info("%s", frame.to_log_line(),
+                          extra={"otel_rtc_burst_source": self.name,
+                                 "otel_rtc_burst_worst_case_latency": frame.worst_case_latency_s})
             if sw.log_data and raw and _log.isEnabledFor(logging.INFO):
                 _log.info("%s", _data_line(self.name, frame.mode, raw),
                           extra={"otel_rtc_burst_source": self.name})

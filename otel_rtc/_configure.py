@@ -415,6 +415,9 @@ class _LogBridge(logging.Handler):
             source = getattr(record, "otel_rtc_burst_source", None)
             if isinstance(source, str):
                 attrs["otel_rtc.burst.source"] = source
+            worst = getattr(record, "otel_rtc_burst_worst_case_latency", None)
+            if isinstance(worst, float):
+                attrs["otel_rtc.burst.worst_case_latency"] = worst
             body = record.getMessage()
             self._otel.emit(
                 timestamp=int(record.created * 1e9),

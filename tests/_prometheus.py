@@ -277,11 +277,16 @@ def _run_sfu(duration_s: float, ep: ScrapeEndpoint) -> dict[str, Any]:
 
 def _run_message_server(duration_s: float, ep: ScrapeEndpoint) -> Any:
     from examples import message_server
-    from otel_rtc._switch import set_burst_enabled
+    from otel_rtc._switch import get_switches
 
-    set_burst_enabled(True)  # burst tracking is off by default; the burst panels need it
-    return asyncio.run(message_server.run(duration_s, tracer_provider=ep.tracer_provider,
-                                          meter_provider=ep.meter_provider))
+    switches = get_switches()
+    before = switches.snapshot()["enabled"]
+    switches.set(enabled=True)  # burst tracking is off by default; the burst panels need it
+    try:
+        return asyncio.run(message_server.run(duration_s, tracer_provider=ep.tracer_provider,
+                                              meter_provider=ep.meter_provider))
+    finally:
+        switches.set(enabled=before)
 
 
 def run_demo_workload(ep: ScrapeEndpoint, duration_s: float = 8.0) -> dict[str, Any]:
