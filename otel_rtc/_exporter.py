@@ -18,6 +18,7 @@ import abc
 from collections.abc import Sequence
 
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     MetricExporter,
     MetricExportResult,
     MetricsData,
@@ -40,6 +41,30 @@ class MetricsProcessor(abc.ABC):
 
     def shutdown(self) -> None:  # noqa: B027 - optional hook
         """Release resources (threads, samplers)."""
+
+
+def apply_export_stage(metrics_data: MetricsData, registry: LocalAggregationRegistry,
+                       processors: Sequence[MetricsProcessor],
+                       preferred_temporality: dict[type, AggregationTemporality],
+                       component: str) -> MetricsData:
+    """Merge ``registry``'s aggregates into ``metrics_data``, then run ``processors``.
+
+    Shared by every consumer of a collection (push exporter, Prometheus pull reader).
+    Never raises: a failing step is reported under ``component`` and skipped.
+    """
+    data = metrics_data
+    try:
+        merged = registry.merge_into(data, preferred_temporality)
+        if merged is not None:
+            data = merged
+    except Exception as exc:
+        report_error(f"{component}.merge", exc)
+    for processor in processors:
+        try:
+            data = processor.process(data)
+        except Exception as exc:
+            report_error(f"{component}.{type(processor).__name__}", exc)
+    return data
 
 
 class RtcMetricExporter(MetricExporter):
@@ -83,19 +108,8 @@ class RtcMetricExporter(MetricExporter):
 
     def transform(self, metrics_data: MetricsData) -> MetricsData:
         """Apply the merge and the processors; never raises."""
-        data = metrics_data
-        try:
-            merged = self.registry.merge_into(data, self._preferred_temporality)
-            if merged is not None:
-                data = merged
-        except Exception as exc:
-            report_error("exporter.merge", exc)
-        for processor in self.processors:
-            try:
-                data = processor.process(data)
-            except Exception as exc:
-                report_error(f"exporter.{type(processor).__name__}", exc)
-        return data
+        return apply_export_stage(metrics_data, self.registry, self.processors,
+                                  self._preferred_temporality, "exporter")
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object

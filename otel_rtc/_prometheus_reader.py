@@ -20,7 +20,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
     raise ImportError("RtcPrometheusMetricReader needs the 'prometheus' extra: "
                       "pip install 'otel-rtc[prometheus]'") from _exc
 
-from otel_rtc._exporter import MetricsProcessor
+from otel_rtc._exporter import MetricsProcessor, apply_export_stage
 from otel_rtc._local_aggregation import LocalAggregationRegistry, bind_registry
 from otel_rtc._self_telemetry import report_error
 
@@ -74,18 +74,8 @@ class RtcPrometheusMetricReader(PrometheusMetricReader):  # type: ignore[misc]
 
     def _receive_metrics(self, metrics_data: Any, timeout_millis: float = 10_000,
                          **kwargs: Any) -> None:
-        data = metrics_data
-        try:
-            merged = self.rtc_registry.merge_into(data, self._instrument_class_temporality)
-            if merged is not None:
-                data = merged
-        except Exception as exc:
-            report_error("prometheus_reader.merge", exc)
-        for p in self.processors:
-            try:
-                data = p.process(data)
-            except Exception as exc:
-                report_error(f"prometheus_reader.{type(p).__name__}", exc)
+        data = apply_export_stage(metrics_data, self.rtc_registry, self.processors,
+                                  self._instrument_class_temporality, "prometheus_reader")
         super()._receive_metrics(data, timeout_millis=timeout_millis, **kwargs)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
