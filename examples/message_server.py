@@ -90,7 +90,8 @@ class ServerStats:
         receive_to_finish: Percentiles of received → finished.
         bursts: Bursts completed (the buffer found empty after processing).
         max_burst_duration_s: Longest burst so far: the worst-case latency bound.
-        frame: The latest burst frame (the ``logMessageBurstStats`` fields), if any.
+        frame: The latest burst frame with bursts in it (the ``logMessageBurstStats``
+            fields), if any.
         elapsed_s: Seconds since the load started.
     """
 
@@ -425,9 +426,9 @@ async def run(
             next_frame = now + FRAME_PERIOD_S
             frame = monitor.tick()  # logs logMessageBurstStats / Data when switched on
             if frame is not None:
-                stats.frame = frame
                 stats.bursts += frame.data_points
-                if frame.data_points:
+                if frame.data_points:  # an idle frame does not hide the last busy one
+                    stats.frame = frame
                     longest = frame.max_message_burst_duration
                     stats.max_burst_duration_s = max(stats.max_burst_duration_s or 0.0,
                                                      longest)
