@@ -494,19 +494,33 @@ def test_exit_without_shutdown_is_bounded(tmp_path):
     assert elapsed < 6.0
 
 
-def test_span_queue_overflow_and_failed_exports_are_counted(clean_env):
-    from otel_rtc._self_telemetry import drop_count
+_OVERFLOW_SCRIPT = """
+import socket, sys
+from otel_rtc import configure
+from otel_rtc._self_telemetry import drop_count
 
-    dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens: every export fails
-    h = configure(set_global=False, endpoint=dead, export_timeout_s=0.5)
-    clean_env.append(h)
-    before = {r: drop_count("export.traces", r) for r in ("queue_full", "export_failed")}
-    tracer = h.tracer_provider.get_tracer("t")
-    n = 6000
-    for i in range(n):  # far faster than the worker drains the 2048-span queue
-        with tracer.start_as_current_span(f"s{i}"):
-            pass
-    h.shutdown(timeout_s=5.0)
-    lost = {r: drop_count("export.traces", r) - v for r, v in before.items()}
-    assert lost["queue_full"] > 0
-    assert lost["queue_full"] + lost["export_failed"] == n  # every span accounted for
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    dead = "http://127.0.0.1:%d" % s.getsockname()[1]  # nothing listens: exports fail
+h = configure(set_global=False, endpoint=dead, export_timeout_s=0.5)
+tracer = h.tracer_provider.get_tracer("t")
+for i in range(6000):  # far faster than the worker drains the 2048-span queue
+    with tracer.start_as_current_span("s%d" % i):
+        pass
+h.shutdown(timeout_s=10.0)
+print(drop_count("export.traces", "queue_full"), drop_count("export.traces", "export_failed"))
+"""
+
+
+def test_span_queue_overflow_and_failed_exports_are_counted(tmp_path):
+    # In a process of its own: the drop counters are process-wide.
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _OVERFLOW_SCRIPT], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    queue_full, export_failed = map(int, res.stdout.split())
+    assert queue_full > 0
+    assert queue_full + export_failed == 6000  # every span accounted for
