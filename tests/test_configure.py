@@ -499,10 +499,12 @@ import socket, sys
 from otel_rtc import configure
 from otel_rtc._self_telemetry import drop_count
 
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    dead = "http://127.0.0.1:%d" % s.getsockname()[1]  # nothing listens: exports fail
-h = configure(set_global=False, endpoint=dead, export_timeout_s=0.5)
+# A collector that accepts connections and never answers: every export times out.
+mute = socket.socket()
+mute.bind(("127.0.0.1", 0))
+mute.listen(64)
+h = configure(set_global=False, endpoint="http://127.0.0.1:%d" % mute.getsockname()[1],
+              export_timeout_s=0.5)
 tracer = h.tracer_provider.get_tracer("t")
 for i in range(6000):  # far faster than the worker drains the 2048-span queue
     with tracer.start_as_current_span("s%d" % i):
@@ -522,5 +524,7 @@ def test_span_queue_overflow_and_failed_exports_are_counted(tmp_path):
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0, res.stderr
     queue_full, export_failed = map(int, res.stdout.split())
-    assert queue_full > 0
-    assert queue_full + export_failed == 6000  # every span accounted for
+    assert queue_full > 0 and export_failed > 0
+    # Every span is accounted for. The SDK counts a queue-full drop when it finds the
+    # queue full, racing with its worker taking a batch, so it may count a few more.
+    assert 6000 <= queue_full + export_failed <= 6000 + 8
