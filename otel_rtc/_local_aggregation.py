@@ -26,9 +26,11 @@ from __future__ import annotations
 import threading
 import weakref
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress, groupby, repeat, starmap
+from operator import eq, is_not, itemgetter
 from typing import Any
 
 from opentelemetry import metrics as metrics_api
@@ -95,6 +97,58 @@ class CounterSpec:
     name: str
     unit: str
     description: str
+
+
+_ATTRS = itemgetter(0)
+_VALUES = itemgetter(1)
+_CTX = itemgetter(2)
+_INF = float("inf")
+_NEG_INF = float("-inf")
+_COLUMN_MIN = 16
+"""Groups with fewer events fold with a loop per value, cheaper than the columns' set-up."""
+
+# (spec, (name, attrs), count, new sum, min, max, [(bucket, count)],
+# {bucket: (value, time, span context)} for exemplars).
+_HistPlan = tuple[HistogramSpec, tuple[str, AttrSet], int, float, float, float,
+                  list[tuple[int, int]], dict[int, tuple[float, int, SpanContext]]]
+
+
+def _group_by_attrs(events: list[Event]) -> dict[AttrSet, list[Event]]:
+    """Events grouped by attribute set, in event order within a group.
+
+    Runs of one attribute set (the usual case: one handler, one set) cost one hash.
+    """
+    groups: dict[AttrSet, list[Event]] = {}
+    for attrs, run in groupby(events, _ATTRS):
+        group = groups.get(attrs)
+        if group is None:
+            groups[attrs] = list(run)
+        else:
+            group.extend(run)
+    return groups
+
+
+def _plan_small(col: list[float | None], bounds: tuple[float, ...], total: float
+                ) -> tuple[int, float, float, float, list[tuple[int, int]]] | None:
+    """The per-value fold of one short column; ``None`` when it holds no value."""
+    buckets: dict[int, int] = {}
+    count = 0
+    mn = _INF
+    mx = _NEG_INF
+    for v in col:
+        if v is None:
+            continue
+        i = bisect_left(bounds, v)
+        buckets[i] = buckets.get(i, 0) + 1
+        count += 1
+        total += v
+        if v < mn:
+            mn = v
+        if v > mx:
+            mx = v
+    if not count:
+        return None
+    return count, total, mn, mx, list(buckets.items())
 
 
 class _HistState:
@@ -282,38 +336,189 @@ class LocalAggregationRegistry:
 
     def _fold_events(self, pending: deque[Event], specs: tuple[HistogramSpec, ...],
                      counters: tuple[CounterSpec, ...]) -> None:
-        popleft = pending.popleft
+        """Fold the events present in ``pending`` now into the aggregates.
+
+        Column-wise: the events are grouped by attribute set (order kept within a
+        group), and each group's values are folded one histogram at a time with
+        C-level passes (``sum``, ``min``, ``max``, ``bisect`` over the range of
+        buckets they span) instead of a Python loop per event. Small groups use a
+        loop per value. Bucket counts, counts, min, max and exemplars equal the
+        per-event fold's (:meth:`_fold_each`); sums are equal on CPython < 3.12 and
+        may differ in the last bits on >= 3.12, whose ``sum()`` of floats is
+        compensated (more accurate than ``+=``).
+
+        Everything is computed before anything is stored, so input the column-wise
+        fold cannot take (a value that is not a number) is handed to the per-event
+        fold instead, which behaves exactly as before: it raises at that event.
+        """
+        n = len(pending)
+        if not n:
+            return
+        # Pop exactly the events present now; appends racing with us stay for next time.
+        events = list(starmap(pending.popleft, repeat((), n)))
+        now = self._clock()
+        start = self._last_collect_ns if self._last_collect_ns is not None else now
+        try:
+            groups = _group_by_attrs(events)
+            plans = [(attrs, len(evs), self._plan_group(attrs, evs, specs) if specs else ())
+                     for attrs, evs in groups.items()]
+        except Exception:
+            self._fold_each(pending, events, specs, counters, start)
+            return
         hists = self._hists
         counts = self._counts
         counter_names = [c.name for c in counters]
-        now = self._clock()
-        start = self._last_collect_ns if self._last_collect_ns is not None else now
-        # Pop exactly the events present now; appends racing with us stay for next time.
-        for _ in range(len(pending)):
-            attrs, values, ctx, t_ns = popleft()
-            for spec, value in zip(specs, values, strict=False):
-                if value is None:
-                    continue
-                key = (spec.name, attrs)
+        for attrs, size, hist_plans in plans:
+            for spec, key, count, total, mn, mx, buckets, exemplars in hist_plans:
                 st = hists.get(key)
                 if st is None:
                     st = hists[key] = _HistState(len(spec.boundaries) + 1, start)
-                i = bisect_left(spec.boundaries, value)
-                st.counts[i] += 1
-                st.count += 1
-                st.sum += value
-                if value < st.min:
-                    st.min = value
-                if value > st.max:
-                    st.max = value
-                if ctx is not None:
-                    st.exemplars[i] = (value, t_ns, ctx)
+                bucket_counts = st.counts
+                for i, c in buckets:
+                    bucket_counts[i] += c
+                st.count += count
+                st.sum = total
+                if mn < st.min:
+                    st.min = mn
+                if mx > st.max:
+                    st.max = mx
+                if exemplars:
+                    st.exemplars.update(exemplars)
             for name in counter_names:
-                key = (name, attrs)
-                cs = counts.get(key)
+                ckey = (name, attrs)
+                cs = counts.get(ckey)
                 if cs is None:
-                    cs = counts[key] = _CountState(start)
-                cs.value += 1
+                    cs = counts[ckey] = _CountState(start)
+                cs.value += size
+
+    def _plan_group(self, attrs: AttrSet, evs: list[Event],
+                    specs: tuple[HistogramSpec, ...]) -> list[_HistPlan]:
+        """What folding ``evs`` (all with ``attrs``) adds to each histogram; no stores."""
+        hists = self._hists
+        rows = list(map(_VALUES, evs))
+        m = len(evs)
+        # Span contexts for exemplars: on no event (metrics mode), on every event
+        # (spans mode) or on some (retroactive mode: the slow messages).
+        no_ctx = list(map(_CTX, evs)).count(None)
+        all_ctx = no_ctx == 0
+        ex_idx: Sequence[int] = (
+            () if no_ctx == m else range(m) if all_ctx
+            else [i for i, ev in enumerate(evs) if ev[2] is not None])
+        out: list[_HistPlan] = []
+        for j, spec in enumerate(specs):
+            try:
+                col = list(map(itemgetter(j), rows))
+            except IndexError:  # a short values tuple: None for the histograms after it
+                col = [row[j] if len(row) > j else None for row in rows]
+            key = (spec.name, attrs)
+            st = hists.get(key)
+            total = st.sum if st is not None else 0.0
+            b = spec.boundaries
+            # Exemplars as the per-event fold leaves them: per bucket the last event's,
+            # buckets in the order they first got one. Kept per bucket, not per event:
+            # a list of one tuple per event would wake the cyclic GC over a large heap.
+            exemplars: dict[int, tuple[float, int, SpanContext]] = {}
+            ex_done = False
+            if m < _COLUMN_MIN:
+                plan = _plan_small(col, b, total)
+                if plan is None:
+                    continue
+                count, total, mn, mx, buckets = plan
+            else:
+                vals = col
+                try:
+                    total = sum(vals, total)  # raises on None (rare): filtered below
+                except TypeError:
+                    vals = list(compress(col, map(is_not, col, repeat(None))))
+                    if not vals:
+                        continue
+                    total = sum(vals, total)
+                count = len(vals)
+                # With a context on every event and no None, event k's value is vals[k].
+                ex_all = all_ctx and vals is col
+                if total == total:
+                    # No NaN, so values are totally ordered and every value lies in
+                    # buckets lo..hi: bisect over just the bounds between them.
+                    mn = min(vals)
+                    mx = max(vals)
+                    lo = bisect_left(b, mn)
+                    hi = bisect_left(b, mx)
+                    if lo == hi:
+                        buckets = [(lo, count)]
+                        if ex_all:
+                            ev = evs[-1]
+                            exemplars[lo] = (vals[-1], ev[3], ev[2])
+                            ex_done = True
+                    elif hi - lo < 256:
+                        # Bucket offsets as bytes: bytes.count tallies at memchr speed.
+                        offsets = bytes(map(bisect_left, repeat(b[lo:hi]), vals))
+                        present = [(offsets.index(i), i) for i in range(hi - lo + 1)
+                                   if i in offsets]
+                        buckets = [(lo + i, offsets.count(i)) for _, i in present]
+                        if ex_all:
+                            for _, i in sorted(present):
+                                k = offsets.rindex(i)
+                                ev = evs[k]
+                                exemplars[lo + i] = (vals[k], ev[3], ev[2])
+                            ex_done = True
+                    else:
+                        buckets = [(lo + i, c) for i, c in Counter(
+                            map(bisect_left, repeat(b[lo:hi]), vals)).items()]
+                else:
+                    # A NaN: the per-event fold bins it in bucket 0 and min/max skip
+                    # it (comparisons with NaN are false).
+                    buckets = list(Counter(map(bisect_left, repeat(b), vals)).items())
+                    ordered = list(compress(vals, map(eq, vals, vals)))
+                    mn = min(ordered, default=_INF)
+                    mx = max(ordered, default=_NEG_INF)
+            if not ex_done:
+                for i in ex_idx:
+                    v = col[i]
+                    if v is not None:
+                        ev = evs[i]
+                        exemplars[bisect_left(b, v)] = (v, ev[3], ev[2])
+            out.append((spec, key, count, total, mn, mx, buckets, exemplars))
+        return out
+
+    def _fold_each(self, pending: deque[Event], events: list[Event],
+                   specs: tuple[HistogramSpec, ...], counters: tuple[CounterSpec, ...],
+                   start: int) -> None:
+        """The per-event fold: the reference the column-wise fold must equal.
+
+        Used when the column-wise fold rejects its input. If an event raises, the
+        events after it go back to the front of ``pending``, as if never popped.
+        """
+        hists = self._hists
+        counts = self._counts
+        counter_names = [c.name for c in counters]
+        for k, (attrs, values, ctx, t_ns) in enumerate(events):
+            try:
+                for spec, value in zip(specs, values, strict=False):
+                    if value is None:
+                        continue
+                    key = (spec.name, attrs)
+                    st = hists.get(key)
+                    if st is None:
+                        st = hists[key] = _HistState(len(spec.boundaries) + 1, start)
+                    i = bisect_left(spec.boundaries, value)
+                    st.counts[i] += 1
+                    st.count += 1
+                    st.sum += value
+                    if value < st.min:
+                        st.min = value
+                    if value > st.max:
+                        st.max = value
+                    if ctx is not None:
+                        st.exemplars[i] = (value, t_ns, ctx)
+                for name in counter_names:
+                    key = (name, attrs)
+                    cs = counts.get(key)
+                    if cs is None:
+                        cs = counts[key] = _CountState(start)
+                    cs.value += 1
+            except Exception:
+                pending.extendleft(reversed(events[k + 1:]))
+                raise
 
     # -- collection ----------------------------------------------------------------
     def collect(

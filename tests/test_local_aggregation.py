@@ -239,3 +239,196 @@ def test_otlp_request_keeps_sdk_and_local_metrics_of_the_same_scope(otlp_receive
             sorted(set(otlp_receiver.metrics()))
     finally:
         h.shutdown()
+
+
+# -- the column-wise fold equals the per-event fold ---------------------------------------
+
+import itertools  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+from bisect import bisect_left  # noqa: E402
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from opentelemetry.trace import SpanContext  # noqa: E402
+
+from otel_rtc._attributes import AttrSet  # noqa: E402
+
+_H1 = HistogramSpec("p.one", "s", "test")  # the messaging buckets
+_H2 = HistogramSpec("p.two", "s", "test", (-1.0, 0.0, 1.0))
+_C1 = CounterSpec("p.c1", "{event}", "test")
+_C2 = CounterSpec("p.c2", "{event}", "test")
+_POOL = [intern_attrs({"k": "a"}), intern_attrs({"k": "b"}), intern_attrs({"k": "c"}),
+         AttrSet({"k": "a"})]  # equal to the first, but a different (not interned) object
+_CTXS = [SpanContext(trace_id=t, span_id=s, is_remote=False) for t, s in ((1, 2), (3, 4))]
+_SPECIAL = [0.0, -0.0, 0, 1, 0.005, 0.01, 1.0, 10.0, -1.0, math.inf, -math.inf, math.nan]
+_value = st.one_of(
+    st.none(),
+    st.sampled_from(_SPECIAL),
+    st.sampled_from([0, 0.0, -0.0]),  # equal values told apart: min/max keep the first
+    st.floats(-20, 20, allow_nan=False),
+    st.floats(0, 0.06),  # a few neighbouring buckets, as real latencies
+    st.floats(0, 0.004),  # all in bucket 0
+)
+_event = st.tuples(
+    st.integers(0, len(_POOL) - 1),
+    st.lists(_value, min_size=0, max_size=3).map(tuple),  # short and long values tuples
+    st.one_of(st.none(), st.none(), st.none(), st.sampled_from(_CTXS)),
+    st.integers(0, 10**9),
+)
+# Runs of one attribute set (as from one handler) of varied lengths, so groups are
+# folded both by the per-value loop and column-wise.
+_runs = st.lists(st.tuples(st.integers(0, len(_POOL) - 1), st.integers(1, 40),
+                           st.lists(_event, min_size=1, max_size=4)),
+                 min_size=1, max_size=6)
+
+
+def _expand(runs):
+    events = []
+    for attrs_i, length, templates in runs:
+        for k in range(length):
+            _, values, ctx, t = templates[k % len(templates)]
+            events.append((_POOL[attrs_i], values, ctx, t + k))
+    return events
+
+
+def _reference_fold(events, specs, counters):
+    """The straightforward per-event fold, independent of the module's code."""
+    hists: dict = {}
+    counts: dict = {}
+    for attrs, values, ctx, t in events:
+        for spec, value in zip(specs, values, strict=False):
+            if value is None:
+                continue
+            h = hists.setdefault((spec.name, attrs), {
+                "counts": [0] * (len(spec.boundaries) + 1), "count": 0, "sum": 0.0,
+                "min": math.inf, "max": -math.inf, "exemplars": {}})
+            i = bisect_left(spec.boundaries, value)
+            h["counts"][i] += 1
+            h["count"] += 1
+            h["sum"] += value
+            if value < h["min"]:
+                h["min"] = value
+            if value > h["max"]:
+                h["max"] = value
+            if ctx is not None:
+                h["exemplars"][i] = (value, t, ctx)
+        for c in counters:
+            counts[(c.name, attrs)] = counts.get((c.name, attrs), 0) + 1
+    return hists, counts
+
+
+def _same_float(a, b) -> bool:
+    """Equal, including NaN == NaN and the sign of zero and int vs float."""
+    return repr(a) == repr(b)
+
+
+def _same_sum(a, b) -> bool:
+    if sys.version_info < (3, 12):
+        return _same_float(a, b)  # sum() of floats is sequential: bit-identical
+    # >= 3.12: sum() of floats is compensated, so the last bits may differ.
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9,
+                                                             abs_tol=1e-9)
+
+
+_TIES = [(0, (0.0, -0.0), None, 1), (0, (-0.0, 0), None, 2), (0, (0, 0.0), None, 3)]
+_ALL_CTX = [(0, (0.004, 0.5), _CTXS[0], 1), (0, (0.007, 0.5), _CTXS[1], 2),  # spans mode
+            (0, (0.2, -0.5), _CTXS[1], 3), (0, (0.007, 0.7), _CTXS[0], 4)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(runs=_runs, splits=st.lists(st.integers(0, 300), max_size=3))
+@example(runs=[(0, 3, _TIES)], splits=[])  # per-value loop
+@example(runs=[(0, 30, _TIES)], splits=[])  # column-wise
+@example(runs=[(1, 40, _ALL_CTX), (0, 20, _ALL_CTX[:1]), (1, 30, _ALL_CTX[1:])], splits=[50])
+def test_column_fold_equals_the_per_event_fold(runs, splits):
+    events = _expand(runs)
+    specs, counters = (_H1, _H2), (_C1, _C2)
+    reg = LocalAggregationRegistry(clock=ManualClock(7))
+    rec = reg.recorder(specs, counters)
+    cuts = sorted({0, len(events), *(s for s in splits if s < len(events))})
+    for a, b in itertools.pairwise(cuts):  # several folds: later ones add to existing states
+        for ev in events[a:b]:
+            rec.append(ev)
+        reg.fold(rec)
+    assert not rec.pending
+    want_h, want_c = _reference_fold(events, specs, counters)
+    got = {m.name: m for m in reg.collect()}
+
+    points = {(name, frozenset(p.attributes.items())): p
+              for name, m in got.items() for p in m.data.data_points}
+    for (name, attrs), h in want_h.items():
+        p = points.pop((name, frozenset(attrs.mapping.items())))
+        assert list(p.bucket_counts) == h["counts"]
+        assert p.count == h["count"]
+        assert _same_float(p.min, h["min"]) and _same_float(p.max, h["max"])
+        assert _same_sum(p.sum, h["sum"]), (p.sum, h["sum"])
+        assert [(repr(e.value), e.time_unix_nano, e.trace_id, e.span_id)
+                for e in p.exemplars] == [(repr(v), t, c.trace_id, c.span_id)
+                                          for v, t, c in h["exemplars"].values()]
+    for (name, attrs), value in want_c.items():
+        assert points.pop((name, frozenset(attrs.mapping.items()))).value == value
+    assert not points  # nothing the reference does not have
+
+
+def test_fold_pops_only_the_events_present_when_it_starts():
+    reg = LocalAggregationRegistry()
+    rec = reg.recorder([H], [C])
+    late = (A, (0.5,), None, 0)
+
+    class Racing(AttrSet):
+        """Appends an event from 'another thread' while the fold is running."""
+
+        fired = False
+
+        def __hash__(self) -> int:
+            if not Racing.fired:
+                Racing.fired = True
+                rec.append(late)
+            return super().__hash__()
+
+    racing = Racing({"k": "v"})
+    for _ in range(40):
+        rec.append((racing, (0.2,), None, 0))
+    reg.fold(rec)
+    assert Racing.fired and list(rec.pending) == [late]
+    reg.fold(rec)
+    assert not rec.pending
+    [hist, count] = reg.collect()
+    assert hist.data.data_points[0].count == 41 and count.data.data_points[0].value == 41
+
+
+@pytest.mark.parametrize("n", [5, 40])  # per-value loop and column-wise
+def test_a_value_that_is_not_a_number_raises_as_before_and_keeps_the_rest(n):
+    reg = LocalAggregationRegistry()
+    rec = reg.recorder([H], [C])
+    for _ in range(n):
+        rec.append((A, (0.5,), None, 0))
+    rec.append((A, ("bad",), None, 0))
+    for _ in range(n):
+        rec.append((A, (2.0,), None, 0))
+    with pytest.raises(TypeError):
+        reg.fold(rec)
+    assert len(rec.pending) == n  # the events after the bad one wait for the next fold
+    reg.fold(rec)
+    [hist, count] = reg.collect()
+    p = hist.data.data_points[0]
+    assert list(p.bucket_counts) == [0, n, n] and p.max == 2.0
+    assert count.data.data_points[0].value == 2 * n  # the bad event is lost, as before
+
+
+def test_many_events_of_a_dropped_recorder_are_folded_column_wise():
+    import gc
+
+    reg = LocalAggregationRegistry(clock=ManualClock(5))
+    rec = reg.recorder([H], [C])
+    for i in range(100):  # 0.0, 0.04, ..., 3.96, and a None between each
+        rec.append((A, (i / 25 if i % 2 == 0 else None,), None, 0))
+    del rec
+    gc.collect()
+    [hist, count] = reg.collect()
+    p = hist.data.data_points[0]
+    assert p.count == 50 and list(p.bucket_counts) == [2, 11, 37]
+    assert p.min == 0.0 and p.max == 3.92
+    assert count.data.data_points[0].value == 100
