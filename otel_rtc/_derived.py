@@ -26,6 +26,7 @@ import math
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
 from otel_rtc._rates import REJECT_REASONS, RateConfig, RateEngine
@@ -91,6 +92,18 @@ class DerivedPoint:
     time_ns: int
 
 
+DerivedGroups = dict[str, tuple[str, str, list[tuple[Attrs, float, int, int]]]]
+"""Derived points grouped by metric name: ``name -> (unit, description, points)`` with
+each point ``(attrs, value, start_ns, time_ns)``; names in order of first appearance.
+The cheap form the processors build their output from (no :class:`DerivedPoint`)."""
+
+
+def flatten(groups: DerivedGroups) -> list[DerivedPoint]:
+    """:class:`DerivedPoint` s of ``groups``, metric by metric."""
+    return [DerivedPoint(name, unit, desc, a, v, start, t)
+            for name, (unit, desc, pts) in groups.items() for a, v, start, t in pts]
+
+
 def rate_unit(unit: str, histogram: bool = False) -> str:
     """Unit of a rate of ``unit``: ``By`` → ``By/s``, ``{packet}`` → ``{packet}/s``.
 
@@ -111,8 +124,21 @@ def seconds_label(seconds: float) -> str:
 
 def attrs_key(mapping: Mapping[str, object] | Iterable[tuple[str, object]]) -> Attrs:
     """Sorted, hashable form of attributes; unhashable values become ``str``."""
-    items = mapping.items() if isinstance(mapping, Mapping) else mapping
-    out = []
+    if isinstance(mapping, Mapping):
+        # Fast path, same result: string keys (unique in a mapping, so the sort never
+        # compares values) and hashable values are kept as they are.
+        try:
+            out = tuple(sorted(mapping.items()))
+            hash(out)
+        except TypeError:
+            pass
+        else:
+            if all(isinstance(k, str) for k, _ in out):
+                return out
+        items: Iterable[tuple[object, object]] = mapping.items()
+    else:
+        items = mapping
+    res = []
     for k, v in items:
         if isinstance(v, list):
             v = tuple(v)
@@ -120,9 +146,12 @@ def attrs_key(mapping: Mapping[str, object] | Iterable[tuple[str, object]]) -> A
             hash(v)
         except TypeError:
             v = str(v)
-        out.append((str(k), v))
-    out.sort(key=lambda kv: kv[0])
-    return tuple(out)
+        res.append((str(k), v))
+    res.sort(key=_first)
+    return tuple(res)
+
+
+_first = itemgetter(0)
 
 
 class NameFilter:
@@ -168,8 +197,14 @@ class RateDeriver:
         self.selects = NameFilter(include)
         # key -> (name, unit, description, attrs, histogram)
         self._meta: dict[Hashable, tuple[str, str, str, Attrs, bool]] = {}
+        # key -> everything derive() needs, built once per series (see _output)
+        self._out: dict[Hashable, tuple] = {}
         self._windows = [(w, seconds_label(w), int(w * NS_PER_S)) for w in config.windows_s]
         self._peaks = [(p, seconds_label(p)) for p in config.peak_subwindows_s]
+        self._names: dict[tuple[str, str, bool], tuple[str, str, str, str, str]] = {}
+        self._span_pair = (ATTR_WINDOW, SPAN_LABEL)
+        self._window_pairs = [(ATTR_WINDOW, label) for _w, label, _ns in self._windows]
+        self._peak_pairs = [(ATTR_SUBWINDOW, label) for _p, label in self._peaks]
 
     def observe(self, key: Hashable, name: str, unit: str, description: str, attrs: Attrs,
                 value: float, time_ns: int, start_ns: int | None, cumulative: bool,
@@ -186,49 +221,100 @@ class RateDeriver:
             live = self.engine._series  # same-package access: keys still tracked
             for k in [k for k in self._meta if k not in live]:
                 del self._meta[k]
+                self._out.pop(k, None)
 
-    def derive(self, keys: Iterable[Hashable] | None, now_ns: int,
-               times: Mapping[Hashable, int] | None = None) -> list[DerivedPoint]:
-        """Derived points of ``keys`` (``None``: every series) at ``now_ns``.
+    def _output(self, key: Hashable) -> tuple | None:
+        """Names, unit, descriptions and attribute tuples of ``key``'s derived points.
+
+        Built on the first derive and reused, so every emission of a series carries the
+        very same attribute tuples (the processors cache their converted forms by them).
+        """
+        meta = self._meta.get(key)
+        if meta is None:
+            return None
+        name, unit, _desc, attrs, hist = meta
+        names = self._names.get((name, unit, hist))
+        if names is None:  # shared by every series of the metric
+            if len(self._names) >= 1024:
+                self._names.clear()
+            names = self._names[(name, unit, hist)] = (
+                name + RATE_SUFFIX, rate_unit(unit, hist),
+                f"Rate of {name}: mean per trailing window and over the series' own span.",
+                name + PEAK_SUFFIX,
+                f"Peak rate of {name} over short sub-windows, from real samples.")
+        out = (*names, (*attrs, self._span_pair),
+               [(*attrs, pair) for pair in self._window_pairs],
+               [(*attrs, pair) for pair in self._peak_pairs])
+        if len(self._out) < 2 * self.engine.config.max_series + 16:
+            self._out[key] = out
+        return out
+
+    def derive_into(self, groups: DerivedGroups, keys: Iterable[Hashable] | None, now_ns: int,
+                    times: Mapping[Hashable, int] | None = None) -> int:
+        """Append the derived points of ``keys`` (``None``: every series) to ``groups``.
 
         Args:
+            groups: Output, by metric name (see :data:`DerivedGroups`).
             keys: Series to derive.
             now_ns: Evaluation time.
             times: Per-series evaluation time overriding ``now_ns`` (the collector uses
                 each series' last point, so replayed timestamps work).
+
+        Returns:
+            The number of points appended.
         """
-        out: list[DerivedPoint] = []
-        engine = self.engine
+        values = self.engine.rate_values
+        outs = self._out
+        windows = [w_ns for _w, _l, w_ns in self._windows]
+        horizon = windows[-1]
+        added = 0
         for key in (list(self._meta) if keys is None else keys):
-            meta = self._meta.get(key)
-            if meta is None:
-                continue
+            out = outs.get(key)
+            if out is None:
+                out = self._output(key)
+                if out is None:
+                    continue
             now = times.get(key, now_ns) if times is not None else now_ns
-            r = engine.rates(key, now)
+            r = values(key, now)
             if r is None:
                 continue
-            name, unit, _desc, attrs, hist = meta
-            runit = rate_unit(unit, hist)
-            rname = name + RATE_SUFFIX
-            rdesc = f"Rate of {name}: mean per trailing window and over the series' own span."
-            if r.mean_rate is not None:
-                out.append(DerivedPoint(rname, runit, rdesc,
-                                        (*attrs, (ATTR_WINDOW, SPAN_LABEL)), r.mean_rate,
-                                        now - int(r.span_s * NS_PER_S), now))
-            for w, label, w_ns in self._windows:
-                v = r.window_rates.get(w)
-                if v is not None:
-                    out.append(DerivedPoint(rname, runit, rdesc, (*attrs, (ATTR_WINDOW, label)),
-                                            v, now - w_ns, now))
-            pname = name + PEAK_SUFFIX
-            pdesc = f"Peak rate of {name} over short sub-windows, from real samples."
-            horizon = self._windows[-1][2]
-            for p, label in self._peaks:
-                v = r.peak_rates.get(p)
-                if v is not None:
-                    out.append(DerivedPoint(pname, runit, pdesc,
-                                            (*attrs, (ATTR_SUBWINDOW, label)), v,
-                                            now - horizon, now))
+            mean, span_s, wvals, pvals, _total = r
+            rname, runit, rdesc, pname, pdesc, span_attrs, wattrs, pattrs = out
+            pts = [(a, v, now - w_ns, now)
+                   for a, v, w_ns in zip(wattrs, wvals, windows, strict=True) if v is not None]
+            if mean is not None:
+                pts.insert(0, (span_attrs, mean, now - int(span_s * NS_PER_S), now))
+            if pts:
+                g = groups.get(rname)
+                if g is None:
+                    g = groups[rname] = (runit, rdesc, [])
+                g[2].extend(pts)
+                added += len(pts)
+            start = now - horizon
+            pts = [(a, v, start, now) for a, v in zip(pattrs, pvals, strict=True)
+                   if v is not None]
+            if pts:
+                g = groups.get(pname)
+                if g is None:
+                    g = groups[pname] = (runit, pdesc, [])
+                g[2].extend(pts)
+                added += len(pts)
+        return added
+
+    def derive(self, keys: Iterable[Hashable] | None, now_ns: int,
+               times: Mapping[Hashable, int] | None = None) -> list[DerivedPoint]:
+        """Derived points of ``keys`` (``None``: every series) at ``now_ns``, series by series.
+
+        Args:
+            keys: Series to derive.
+            now_ns: Evaluation time.
+            times: Per-series evaluation time overriding ``now_ns``.
+        """
+        out: list[DerivedPoint] = []
+        for key in (list(self._meta) if keys is None else keys):
+            groups: DerivedGroups = {}
+            self.derive_into(groups, (key,), now_ns, times)
+            out.extend(flatten(groups))
         return out
 
     def __len__(self) -> int:
@@ -251,6 +337,7 @@ class LoadDeriver:
         self.calc = TrafficLoadCalculator(config, clock=clock, on_drop=on_drop)
         self.config = config
         self._on_drop = on_drop
+        self._attr_cache: dict[Hashable, Attrs] = {}
 
     @staticmethod
     def selects(name: str) -> bool:
@@ -278,19 +365,80 @@ class LoadDeriver:
         return self.calc.update(room, str(participant), str(direction), str(media), unit,
                                 value, time_ns, start_ns=start_ns, cumulative=cumulative)
 
+    def series_key(self, name: str, attrs: Mapping[str, object]) -> Hashable | str:
+        """The calculator's series key of a point, or the reason it would be rejected.
+
+        For callers that see the same series again and again (the collector): they
+        resolve the key once and feed each point with :meth:`observe_key`, which is
+        exactly :meth:`observe` without re-reading the attributes.
+        """
+        unit = _TRAFFIC_UNITS.get(name)
+        room = attrs.get(ATTR_ROOM)
+        direction = attrs.get(ATTR_DIRECTION)
+        media = attrs.get(ATTR_MEDIA)
+        if unit is None or not isinstance(room, str) or direction not in DIRECTIONS \
+                or media not in MEDIA:
+            return "missing_attributes"
+        return (room, str(attrs.get(ATTR_PARTICIPANT, "")), str(direction), str(media), unit)
+
+    def observe_key(self, key: Hashable | str, value: float, time_ns: int,
+                    start_ns: int | None, cumulative: bool) -> bool:
+        """:meth:`observe` of a point whose :meth:`series_key` is ``key``."""
+        if isinstance(key, str):
+            if self._on_drop is not None:
+                self._on_drop(key)
+            return False
+        return self.calc.engine.observe(key, value, time_ns, start_ns=start_ns,
+                                        cumulative=cumulative)
+
     def derive(self, now_ns: int) -> list[DerivedPoint]:
-        """Load points of every room at ``now_ns``."""
-        out: list[DerivedPoint] = []
+        """Load points of every room at ``now_ns``, room by room."""
+        order: list[DerivedPoint] = []
+        self.derive_into({}, now_ns, order)
+        return order
+
+    def derive_into(self, groups: DerivedGroups, now_ns: int,
+                    order: list[DerivedPoint] | None = None) -> int:
+        """Append the load points of every room at ``now_ns`` to ``groups``.
+
+        Args:
+            groups: Output, by metric name (see :data:`DerivedGroups`).
+            now_ns: Evaluation time.
+            order: If given, also receives every point as a :class:`DerivedPoint`, in
+                the order they were made (room by room).
+
+        Returns:
+            The number of points appended.
+        """
         start = now_ns - int(self.config.window_s * NS_PER_S)
+        added = 0
+        isfinite = math.isfinite
+
+        def add(name: str, unit: str, desc: str, attrs: Attrs, value: float) -> None:
+            nonlocal added
+            if isfinite(value):
+                g = groups.get(name)
+                if g is None:
+                    g = groups[name] = (unit, desc, [])
+                g[2].append((attrs, value, start, now_ns))
+                added += 1
+                if order is not None:
+                    order.append(DerivedPoint(name, unit, desc, attrs, value, start, now_ns))
+
+        cache = self._attr_cache
+        if len(cache) >= _MAX_ATTR_CACHE:
+            cache.clear()
         for room, load in sorted(self.calc.snapshot(now_ns).items()):
-            r = ((ATTR_ROOM, room),)
-
-            def add(name: str, unit: str, desc: str, attrs: Attrs, value: float) -> None:
-                if math.isfinite(value):
-                    out.append(DerivedPoint(name, unit, desc, attrs, value, start, now_ns))
-
+            # The same attribute tuples for the same room / stream / participant on every
+            # emission (the processors cache their converted forms by them).
+            r = cache.get(room)
+            if r is None:
+                r = cache[room] = ((ATTR_ROOM, room),)
             for (direction, media, u), v in sorted(load.by_stream.items()):
-                attrs = (*r, (ATTR_DIRECTION, direction), (ATTR_MEDIA, media))
+                attrs = cache.get((room, direction, media))
+                if attrs is None:
+                    attrs = cache[(room, direction, media)] = (
+                        *r, (ATTR_DIRECTION, direction), (ATTR_MEDIA, media))
                 if u == "bytes":
                     add(LOAD_BYTES_RATE, "By/s", "Room traffic rate in bytes.", attrs, v)
                 else:
@@ -304,16 +452,22 @@ class LoadDeriver:
             if load.others.participants:
                 parts.append(load.others)
             for p in parts:
-                pa = ((ATTR_PARTICIPANT, p.participant), (ATTR_ROOM, room))
+                pa = cache.get((p.participant, room, None))
+                if pa is None:
+                    pa = cache[(p.participant, room, None)] = (
+                        (ATTR_PARTICIPANT, p.participant), (ATTR_ROOM, room))
                 add(LOAD_SCORE, "{score}/s", _SCORE_DESC, pa, p.score)
                 add(LOAD_SHARE, "1", "Participant's share of the room's load score.", pa,
                     p.share)
-        return out
+        return added
 
     def evict(self, now_ns: int) -> None:
         """Forget stale series."""
         self.calc.engine.evict_stale(now_ns)
 
+
+_MAX_ATTR_CACHE = 50_000
+"""Attribute tuples a :class:`LoadDeriver` keeps for reuse (cleared when full)."""
 
 _SCORE_DESC = ("Traffic load score per second: weighted bits/s plus weighted packets/s "
                "(see docs/rates.md).")

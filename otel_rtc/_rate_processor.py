@@ -51,7 +51,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
 from otel_rtc._derived import (
     DEFAULT_INCLUDE,
-    DerivedPoint,
+    Attrs,
+    DerivedGroups,
     LoadDeriver,
     RateDeriver,
     attrs_key,
@@ -231,16 +232,34 @@ def _drop_cb(component: str) -> Callable[[str], None]:
     return cb
 
 
-def _to_metrics(points: list[DerivedPoint]) -> list[Metric]:
-    by_name: dict[str, tuple[str, str, list[NumberDataPoint]]] = {}
-    for d in points:
-        entry = by_name.get(d.name)
-        if entry is None:
-            entry = by_name[d.name] = (d.unit, d.description, [])
-        entry[2].append(NumberDataPoint(attributes=dict(d.attrs), start_time_unix_nano=d.start_ns,
-                                        time_unix_nano=d.time_ns, value=float(d.value)))
-    return [Metric(name=n, description=desc, unit=u, data=Gauge(data_points=pts))
-            for n, (u, desc, pts) in by_name.items()]
+_MAX_CACHED_ATTRS = 100_000
+"""Attribute dicts a processor keeps for reuse between exports (cleared when full)."""
+
+
+def _to_metrics(groups: DerivedGroups,
+                cache: dict[int, tuple[Attrs, dict[str, Any]]] | None = None) -> list[Metric]:
+    """SDK gauges of ``groups``.
+
+    ``cache`` maps ``id(attrs)`` to ``(attrs, dict(attrs))``: the derivers hand out the
+    same attribute tuple for the same series on every export, so its dict is built once.
+    The entry holds the tuple itself, so its id cannot be reused while cached. The dicts
+    are shared between exports; exporters only read them.
+    """
+    if cache is None:
+        cache = {}
+    elif len(cache) >= _MAX_CACHED_ATTRS:
+        cache.clear()
+    out = []
+    ndp = NumberDataPoint
+    for name, (unit, desc, pts) in groups.items():
+        dps = []
+        for a, v, start, t in pts:
+            e = cache.get(id(a))
+            if e is None or e[0] is not a:
+                e = cache[id(a)] = (a, dict(a))
+            dps.append(ndp(e[1], start, t, float(v)))
+        out.append(Metric(name=name, description=desc, unit=unit, data=Gauge(data_points=dps)))
+    return out
 
 
 def _append(data: MetricsData, metrics: list[Metric]) -> MetricsData:
@@ -282,6 +301,8 @@ class _SampledProcessor(MetricsProcessor):
         # output. A sampler given its own sources is trusted as is.
         self._exported: dict[Hashable, int] = {}
         self._gated = sampler is not None and sampler.reads_global_sources
+        self._attr_dicts: dict[int, tuple[Attrs, dict[str, Any]]] = {}
+        self._attr_keys: dict[tuple[tuple[str, Any], ...], Attrs] = {}
         if sampler is not None:
             sampler.subscribe(self._on_sample)
 
@@ -299,6 +320,19 @@ class _SampledProcessor(MetricsProcessor):
                      time_ns: int) -> None:
         raise NotImplementedError
 
+    def _key_of(self, attrs: Mapping[str, Any]) -> Attrs:
+        """``attrs_key(attrs)``, remembered by the attributes' items (samples repeat them)."""
+        try:
+            raw = tuple(attrs.items())
+            a = self._attr_keys.get(raw)
+        except TypeError:  # an unhashable value
+            return attrs_key(attrs)
+        if a is None:
+            if len(self._attr_keys) >= _MAX_CACHED_ATTRS:
+                self._attr_keys.clear()
+            a = self._attr_keys[raw] = attrs_key(attrs)
+        return a
+
     def process(self, metrics_data: MetricsData) -> MetricsData:
         """Feed the batch, then return it with the derived gauges appended."""
         try:
@@ -307,8 +341,10 @@ class _SampledProcessor(MetricsProcessor):
                 s.sample_now(min_age_ns=int(s.period_s * NS_PER_S / 10))
             with self._lock:
                 self._feed_batch(metrics_data)
-                points = self._derive(self._clock())
-            return _append(metrics_data, _to_metrics(points))
+                groups: DerivedGroups = {}
+                self._derive_into(groups, self._clock())
+                metrics = _to_metrics(groups, self._attr_dicts)
+            return _append(metrics_data, metrics)
         except Exception as exc:
             report_error(self.component, exc)
             return metrics_data
@@ -324,7 +360,7 @@ class _SampledProcessor(MetricsProcessor):
             del self._exported[k]
             self._sampled.discard(k)
 
-    def _derive(self, now: int) -> list[DerivedPoint]:
+    def _derive_into(self, groups: DerivedGroups, now: int) -> None:
         raise NotImplementedError
 
     def shutdown(self) -> None:
@@ -365,7 +401,7 @@ class WindowRateProcessor(_SampledProcessor):
                      time_ns: int) -> None:
         if not self.deriver.selects(name):
             return
-        a = attrs_key(attrs)
+        a = self._key_of(attrs)
         key = (name, a)
         if self._gated and key not in self._exported:
             return
@@ -378,7 +414,7 @@ class WindowRateProcessor(_SampledProcessor):
         d = self.deriver
         for m, cumulative, hist in _iter_sources(data, d.selects):
             for p in m.data.data_points:
-                a = attrs_key(p.attributes or {})
+                a = self._key_of(p.attributes or {})
                 key = (m.name, a)
                 t = p.time_unix_nano
                 if t > latest:
@@ -391,11 +427,11 @@ class WindowRateProcessor(_SampledProcessor):
                           p.start_time_unix_nano or None, cumulative, hist)
         return latest
 
-    def _derive(self, now: int) -> list[DerivedPoint]:
+    def _derive_into(self, groups: DerivedGroups, now: int) -> None:
         self.deriver.evict(now)
         self._sampled.intersection_update(self.deriver._meta)
         self._forget_unexported(self.deriver.engine.config.stale_after_s, now)
-        return self.deriver.derive(None, now)
+        self.deriver.derive_into(groups, None, now)
 
 
 class TrafficLoadProcessor(_SampledProcessor):
@@ -422,7 +458,7 @@ class TrafficLoadProcessor(_SampledProcessor):
                      time_ns: int) -> None:
         if not self.deriver.selects(name):
             return
-        key = (name, attrs_key(attrs))
+        key = (name, self._key_of(attrs))
         if self._gated and key not in self._exported:
             return
         self._sampled.add(key)
@@ -438,7 +474,7 @@ class TrafficLoadProcessor(_SampledProcessor):
                 if t > latest:
                     latest = t
                 attrs = p.attributes or {}
-                key = (m.name, attrs_key(attrs))
+                key = (m.name, self._key_of(attrs))
                 self._exported[key] = t
                 if key in self._sampled:
                     continue
@@ -446,7 +482,7 @@ class TrafficLoadProcessor(_SampledProcessor):
                                      p.start_time_unix_nano or None, cumulative)
         return latest
 
-    def _derive(self, now: int) -> list[DerivedPoint]:
+    def _derive_into(self, groups: DerivedGroups, now: int) -> None:
         self.deriver.evict(now)
         self._forget_unexported(self.deriver.config.rate.stale_after_s, now)
-        return self.deriver.derive(now)
+        self.deriver.derive_into(groups, now)

@@ -8,7 +8,9 @@ Two ways a rate lies (see ``docs/rates.md``):
   window the data was not accumulated over.
 * **Smoothed spike.** A 10 s, 100 Mbps burst inside a 5-minute report reads as
   3.3 Mbps. Here the engine keeps a bounded ring of real sample-to-sample intervals and
-  reports, next to the mean, the peak over short sub-windows.
+  reports, next to the mean, the peak over short sub-windows. Peaks are kept
+  incrementally: each interval's run is computed once, on the first read after it
+  arrived, so a read costs the intervals since the previous one, not the whole ring.
 
 No extrapolation anywhere (unlike PromQL ``rate()``, which stretches the first/last
 sample to the range boundaries): every figure is a lower bound of what happened, and a
@@ -26,8 +28,8 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from itertools import accumulate, repeat
-from operator import sub
+from itertools import accumulate, compress, islice, repeat
+from operator import gt, le, mul, sub, truediv
 
 from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
 
@@ -65,8 +67,9 @@ class RateConfig:
         stale_after_s: A series whose last point is older than this is evicted.
         max_samples_per_series: Ring size (intervals kept per series). Must cover the
             longest window at the sampling rate (300 s at 1 Hz needs 300); a window
-            whose start was overwritten reports ``None``. 24 bytes per interval plus
-            fixed overhead; see ``docs/rates.md``.
+            whose start was overwritten reports ``None``. 24 bytes per interval, plus
+            the peak stacks (up to 16 bytes per interval and sub-window) and fixed
+            overhead; see ``docs/rates.md``.
         wrap_modulus: For fixed-width transport counters (e.g. ``2**32``): a decrease
             whose wrapped delta is below half the modulus is a wrap-around, not a reset.
             ``None``: every decrease is a reset.
@@ -134,10 +137,10 @@ class SeriesRates:
 
 
 class _Series:
-    """Per-series state: last point, current run and a ring of intervals."""
+    """Per-series state: last point, current run, a ring of intervals and peak stacks."""
 
-    __slots__ = ("cumulative", "evicted_t1", "inc", "last_raw", "last_t", "n", "pos",
-                 "run_start", "start_ns", "t0", "t1", "total")
+    __slots__ = ("cumulative", "evicted_t1", "inc", "last_raw", "last_t", "n", "pk", "pk_t1",
+                 "pos", "run_start", "start_ns", "t0", "t1", "total")
 
     def __init__(self, size: int, cumulative: bool) -> None:
         self.cumulative = cumulative
@@ -152,6 +155,10 @@ class _Series:
         self.start_ns: int | None = None  # start_ns reported by the source
         self.run_start = 0                # start of accumulation of the current run
         self.total = 0.0
+        # Peaks, maintained incrementally (see ``_catch_up``): per sub-window a stack of
+        # (run start, rate) with strictly decreasing rates; allocated on the first read.
+        self.pk: list[tuple[array, array]] | None = None
+        self.pk_t1 = -1       # end of the newest interval folded into the stacks
 
     def push(self, t0: int, t1: int, inc: float) -> None:
         p = self.pos
@@ -165,6 +172,15 @@ class _Series:
         self.inc[p] = inc
         p += 1
         self.pos = 0 if p == size else p
+
+    def chronological(self) -> tuple[array, array, array]:
+        """``(t0, t1, inc)`` in time order (C-level copies of the ring)."""
+        n, p = self.n, self.pos
+        if n < len(self.t1):
+            return self.t0[:n], self.t1[:n], self.inc[:n]
+        if p == 0:
+            return self.t0[:], self.t1[:], self.inc[:]
+        return self.t0[p:] + self.t0[:p], self.t1[p:] + self.t1[:p], self.inc[p:] + self.inc[:p]
 
 
 def _valid_time(t: object) -> bool:
@@ -390,7 +406,10 @@ class RateEngine:
             if start_ns is not None:
                 s.run_start = start_ns
                 s.total = value
-                s.push(start_ns, time_ns, value)
+                if after is None or start_ns >= after:
+                    s.push(start_ns, time_ns, value)
+                # else: overlaps data already in the ring (a temporality change): as for
+                # a cumulative restart, the mean uses it, windows and peaks do not.
             else:
                 # An increment without a span cannot be turned into a rate: this point
                 # only opens the series.
@@ -441,52 +460,295 @@ class RateEngine:
         return len(self._series)
 
     def _compute(self, s: _Series, now: int) -> SeriesRates:
+        mean, span_s, wvals, pvals = self._values(s, now, True)
+        return SeriesRates(mean, span_s, dict(zip(self.config.windows_s, wvals, strict=True)),
+                           dict(zip(self.config.peak_subwindows_s, pvals, strict=True)), s.total)
+
+    def rate_values(self, key: Hashable, now_ns: int | None = None, peaks: bool = True
+                    ) -> tuple[float | None, float, list[float | None], list[float | None],
+                               float] | None:
+        """:meth:`rates` as plain lists, for glue that reads many series.
+
+        Returns:
+            ``(mean_rate, span_s, window rates, peak rates, total)`` with the rates in the
+            order of ``config.windows_s`` / ``config.peak_subwindows_s``, or ``None`` if the
+            series is unknown. With ``peaks=False`` the peaks are not computed (``None``).
+        """
+        s = self._series.get(key)
+        if s is None:
+            return None
+        mean, span_s, wvals, pvals = self._values(s, self._now(now_ns), peaks)
+        return mean, span_s, wvals, pvals, s.total
+
+    def window_items(self, window_s: float, now_ns: int | None = None
+                     ) -> Iterator[tuple[Hashable, float | None, float | None]]:
+        """Yield ``(key, window rate, mean rate)`` of every series; no peaks are computed.
+
+        ``window_s`` is one of ``config.windows_s``; the window rate is exactly
+        ``rates(key).window_rates[window_s]`` and the mean ``rates(key).mean_rate``.
+        """
+        w_ns = next((wn for w, wn in self._windows_ns if w == window_s), None)
+        if w_ns is None:
+            raise ValueError("window_s must be one of config.windows_s")
+        now = self._now(now_ns)
+        for key, s in list(self._series.items()):
+            span_ns = s.last_t - s.run_start
+            mean = s.total / (span_ns / NS_PER_S) if span_ns > 0 else None
+            yield key, self._window(s, now, w_ns), mean
+
+    def _window(self, s: _Series, now: int, w_ns: int) -> float | None:
+        """Rate over one trailing window, read from the ring in place (no copies)."""
+        n = s.n
+        lo = now - w_ns
+        if n == 0 or s.evicted_t1 > lo:
+            return None
+        t0, t1, inc = s.t0, s.t1, s.inc
+        size = len(t1)
+        p = s.pos if n == size else 0  # chronological index c is ring slot (p + c) % size
+        hi = _ring_bisect(t1, now, p, n, bisect_right)
+        i = _ring_bisect(t0, lo, p, n, bisect_left)
+        if i >= hi:
+            return None
+        a, b = p + i, p + hi
+        dur = t1[(b - 1) % size] - t0[a % size]
+        if dur <= 0:
+            return None
+        if b <= size:
+            tot = sum(inc[a:b])
+        elif a >= size:
+            tot = sum(inc[a - size:b - size])
+        else:
+            tot = sum(inc[a:] + inc[:b - size])
+        return tot * NS_PER_S / dur
+
+    def _values(self, s: _Series, now: int, peaks: bool
+                ) -> tuple[float | None, float, list[float | None], list[float | None]]:
         span_ns = s.last_t - s.run_start
         span_s = span_ns / NS_PER_S
         mean = s.total / span_s if span_ns > 0 else None
-
-        # Chronological views of the ring (C-level slices; intervals never overlap and
-        # are stored in time order, so t0 and t1 are both sorted).
-        n, p = s.n, s.pos
-        if n < len(s.t1):
-            t0s, t1s, incs = s.t0[:n], s.t1[:n], s.inc[:n]
-        else:
-            t0s, t1s, incs = s.t0[p:] + s.t0[:p], s.t1[p:] + s.t1[:p], s.inc[p:] + s.inc[:p]
-        lo_all = bisect_left(t0s, now - self._horizon_ns)
-        hi = bisect_right(t1s, now)  # intervals ending after ``now`` are not used
-        if hi < lo_all:
-            hi = lo_all
-        prefix = [0.0]
-        prefix.extend(accumulate(incs[lo_all:hi]))
-
-        windows: dict[float, float | None] = {}
-        for w, w_ns in self._windows_ns:
+        if s.n == 0:
+            return mean, span_s, [None] * len(self._windows_ns), [None] * len(self._peaks_ns)
+        t0s, t1s, incs = s.chronological()
+        hi = len(t1s)
+        late = t1s[hi - 1] > now
+        if late:
+            hi = bisect_right(t1s, now)  # intervals ending after ``now`` are not used
+        wvals: list[float | None] = []
+        for _w, w_ns in self._windows_ns:
             lo = now - w_ns
-            i = bisect_left(t0s, lo, lo_all, hi) if hi > lo_all else hi
+            i = bisect_left(t0s, lo, 0, hi)
             if s.evicted_t1 > lo or i >= hi:
                 # Nothing inside, or the ring no longer reaches back to the window start.
-                windows[w] = None
+                wvals.append(None)
                 continue
             dur = t1s[hi - 1] - t0s[i]
-            windows[w] = ((prefix[hi - lo_all] - prefix[i - lo_all]) * NS_PER_S / dur
-                          if dur > 0 else None)
+            wvals.append(sum(incs[i:hi]) * NS_PER_S / dur if dur > 0 else None)
+        if not peaks:
+            return mean, span_s, wvals, [None] * len(self._peaks_ns)
+        if late:
+            # Evaluated before the newest interval's end (a replay or a late ``now``):
+            # the stacks hold intervals past ``now``, so scan the ring instead.
+            return mean, span_s, wvals, _rescan(t0s, t1s, incs, s.evicted_t1, now, [],
+                                                self._horizon_ns, self._peaks_ns)[1]
+        self._catch_up(s, t0s, t1s, incs)
+        lo = now - self._horizon_ns
+        pvals: list[float | None] = []
+        for starts, rates in s.pk:  # type: ignore[union-attr]
+            # The best run starting inside the horizon: the stack's rates decrease, so
+            # it is the first entry whose run starts at or after ``lo``.
+            k = bisect_left(starts, lo)
+            pvals.append(rates[k] if k < len(rates) else None)
+        return mean, span_s, wvals, pvals
 
-        peaks: dict[float, float | None] = {}
-        if hi > lo_all:
-            a0, a1 = t0s[lo_all:hi], t1s[lo_all:hi]
-            durs = list(map(sub, a1, a0))
-            min_dur = min(durs)
-        for sw, need, cap in self._peaks_ns:
-            if hi <= lo_all:
-                peaks[sw] = None
-            elif min_dur >= need:
-                # Every interval alone spans the sub-window: its group is itself.
-                rates = [x * NS_PER_S / d for x, d in zip(incs[lo_all:hi], durs, strict=True)
-                         if d <= cap]
-                peaks[sw] = max(rates) if rates else None
-            else:
-                peaks[sw] = _peak_groups(a0, a1, prefix, need, cap)
-        return SeriesRates(mean, span_s, windows, peaks, s.total)
+    def _catch_up(self, s: _Series, t0s: array, t1s: array, incs: array) -> None:
+        """Fold the intervals pushed since the last read into the per-sub-window stacks.
+
+        For each new interval j and sub-window, the run ending at j starts at the last
+        interval i whose start is at least ``need`` (0.95 x the sub-window) before j's
+        end; it counts if it lasts at most ``cap`` (2 x the sub-window). i and the run's
+        rate depend only on intervals up to j, so each interval is looked at once, not
+        on every read. The stack keeps ``(start of i, rate)`` with strictly decreasing
+        rates (an entry with a later start and a rate at least as high dominates it), so
+        the peak over any horizon is the first entry starting inside it. Entries whose
+        run starts before the oldest interval still in the ring are dropped (a rescan of
+        the ring would not see them), and so are those starting before the horizon of
+        the newest interval: no read can use them again.
+        """
+        pk = s.pk
+        if pk is None:
+            pk = s.pk = [(array("q"), array("d")) for _ in self._peaks_ns]
+        n = len(t1s)
+        if t1s[n - 1] == s.pk_t1:
+            return  # nothing new (and so nothing left the ring either)
+        a = bisect_right(t1s, s.pk_t1)
+        s.pk_t1 = t1s[n - 1]
+        oldest = t0s[0]
+        # Runs starting before this can never count again: their first interval left
+        # the ring, or the horizon of any read (reads are at or after the newest end).
+        dead = max(oldest, t1s[n - 1] - self._horizon_ns)
+        new_t1 = t1s[a:].tolist()
+        new_t0: list[int] = []
+        durs: list[int] = []
+        for (_sw, need, cap), (starts, rates) in zip(self._peaks_ns, pk, strict=True):
+            k = bisect_left(starts, dead)
+            if k:
+                del starts[:k]
+                del rates[:k]
+            if not new_t1:
+                continue
+            if not durs:
+                new_t0 = t0s[a:].tolist()
+                durs = list(map(sub, new_t1, new_t0))
+            if min(durs) >= need:
+                # Every new interval alone spans the sub-window: its run is itself.
+                st = new_t0
+                rs = list(map(truediv, map(mul, incs[a:], repeat(NS_PER_S)), durs))
+                if max(durs) > cap:
+                    rs = [r if d <= cap else -1.0 for r, d in zip(rs, durs, strict=True)]
+                _push_runs(starts, rates, st, rs)
+                continue
+            # Intervals ending less than ``need`` after the oldest start have no run.
+            skip = bisect_left(new_t1, oldest + need)
+            if skip < len(new_t1):
+                st, rs = _runs(t0s, incs, a + skip, new_t1[skip:] if skip else new_t1,
+                               need, cap)
+                _push_runs(starts, rates, st, rs)
+
+
+def _runs(t0s: array, incs: array, a: int, new_t1: list[int], need: int, cap: int
+          ) -> tuple[list[int], list[float]]:
+    """Start and rate of the run ending at each interval from ``a`` on (-1.0: none).
+
+    The run ending at interval j starts at the last interval i whose start is at least
+    ``need`` before j's end; it counts if it lasts at most ``cap``. Regular sampling
+    puts every run start the same number of intervals back: that guess is checked with
+    C-level passes and only replaced by one ``bisect`` per interval when it fails.
+    """
+    m = len(new_t1)
+    xs = list(map(sub, new_t1, repeat(need)))
+    i0 = bisect_right(t0s, xs[0]) - 1  # run start of the first new interval
+    back = a - i0
+    st: list[int] | None = None
+    if i0 >= 0:
+        cand = t0s[i0:i0 + m].tolist()
+        if all(map(le, cand, xs)) and (back == 0 or all(map(gt, t0s[i0 + 1:i0 + 1 + m], xs))):
+            st = cand
+            base = i0
+            prefix = [0.0]
+            prefix.extend(accumulate(incs[base:]))
+            sums = map(sub, prefix[back + 1:back + 1 + m], prefix[:m])
+    if st is None:
+        base = i0 if i0 > 0 else 0
+        t0w = t0s[base:].tolist()
+        idx = list(map(sub, map(bisect_right, repeat(t0w), xs), repeat(1)))
+        if min(idx) < 0:
+            # No interval in the ring starts early enough: point those at the oldest
+            # start (a positive duration); their runs are dropped below.
+            idx = [i if i >= 0 else 0 for i in idx]
+        st = list(map(t0w.__getitem__, idx))
+        prefix = [0.0]
+        prefix.extend(accumulate(incs[base:]))
+        sums = map(sub, map(prefix.__getitem__, range(a - base + 1, a - base + 1 + m)),
+                   map(prefix.__getitem__, idx))
+    run = list(map(sub, new_t1, st))
+    rs = list(map(truediv, map(mul, sums, repeat(NS_PER_S)), run))
+    if max(run) > cap or st[0] > xs[0]:
+        # Too long a run, or none found: not a peak of this sub-window.
+        rs = [r if d <= cap and t <= x else -1.0
+              for r, d, t, x in zip(rs, run, st, xs, strict=True)]
+    return st, rs
+
+
+def _push_runs(starts: array, rates: array, st: list[int], rs: list[float]) -> None:
+    """Append runs (in time order) to a stack of strictly decreasing rates.
+
+    The batch's survivors are its strict suffix maxima (each the last occurrence of the
+    largest rate after the previous one); they remove every older entry that is not
+    above the batch's maximum. Rates below 0 mark intervals without a run.
+    """
+    top = max(rs)
+    if top < 0:
+        return
+    while rates and rates[-1] <= top:
+        rates.pop()
+        starts.pop()
+    m = len(rs)
+    rev = rs[::-1]
+    lo = 0
+    for _ in range(16):
+        j = m - 1 - rev.index(top, 0, m - lo)
+        starts.append(st[j])
+        rates.append(top)
+        lo = j + 1
+        if lo == m:
+            return
+        top = max(rs[lo:])
+        if top < 0:
+            return
+    # Many survivors (falling rates): the rest in C-level passes.
+    tail = rs[lo:]
+    suffix = list(accumulate(reversed(tail), max))
+    suffix.reverse()
+    suffix.append(-1.0)
+    keep = list(map(gt, tail, islice(suffix, 1, None)))
+    starts.extend(compress(st[lo:], keep))
+    rates.extend(compress(tail, keep))
+
+
+def _ring_bisect(arr: array, x: int, p: int, n: int,
+                 bisect: Callable[..., int]) -> int:
+    """``bisect`` over the chronological view of a ring whose oldest slot is ``p``."""
+    if p == 0:
+        return bisect(arr, x, 0, n)
+    last_old = arr[n - 1]  # newest of the older segment [p, n)
+    if last_old < x or (last_old == x and bisect is bisect_right):
+        return (n - p) + bisect(arr, x, 0, p)
+    return bisect(arr, x, p, n) - p
+
+
+def _rescan(t0s: array, t1s: array, incs: array, evicted_t1: int, now: int,
+            windows_ns: list[tuple[float, int]], horizon_ns: int,
+            peaks_ns: list[tuple[float, int, int]]
+            ) -> tuple[list[float | None], list[float | None]]:
+    """Windows and peaks by scanning the whole ring (the reference the stacks must match).
+
+    Used when a series is evaluated before its newest interval's end, and by the tests
+    as the definition of the incremental result.
+    """
+    lo_all = bisect_left(t0s, now - horizon_ns)
+    hi = bisect_right(t1s, now)  # intervals ending after ``now`` are not used
+    if hi < lo_all:
+        hi = lo_all
+    prefix = [0.0]
+    prefix.extend(accumulate(incs[lo_all:hi]))
+
+    windows: list[float | None] = []
+    for _w, w_ns in windows_ns:
+        lo = now - w_ns
+        i = bisect_left(t0s, lo, lo_all, hi) if hi > lo_all else hi
+        if evicted_t1 > lo or i >= hi:
+            windows.append(None)
+            continue
+        dur = t1s[hi - 1] - t0s[i]
+        windows.append((prefix[hi - lo_all] - prefix[i - lo_all]) * NS_PER_S / dur
+                       if dur > 0 else None)
+
+    peaks: list[float | None] = []
+    if hi > lo_all:
+        a0, a1 = t0s[lo_all:hi], t1s[lo_all:hi]
+        durs = list(map(sub, a1, a0))
+        min_dur = min(durs)
+    for _sw, need, cap in peaks_ns:
+        if hi <= lo_all:
+            peaks.append(None)
+        elif min_dur >= need:
+            # Every interval alone spans the sub-window: its group is itself.
+            rates = [x * NS_PER_S / d for x, d in zip(incs[lo_all:hi], durs, strict=True)
+                     if d <= cap]
+            peaks.append(max(rates) if rates else None)
+        else:
+            peaks.append(_peak_groups(a0, a1, prefix, need, cap))
+    return windows, peaks
 
 
 def _peak_groups(t0s: array, t1s: array, prefix: list[float], need: int, cap: int

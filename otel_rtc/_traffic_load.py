@@ -75,15 +75,18 @@ class LoadWeights:
     def factor(self, direction: str, media: str) -> float:
         """Combined direction x media multiplier."""
         d = self.up_weight if direction == "up" else self.down_weight
-        m = {"audio": self.audio_weight, "video": self.video_weight}.get(media, self.data_weight)
+        m = (self.audio_weight if media == "audio" else
+             self.video_weight if media == "video" else self.data_weight)
         return d * m
 
     def score(self, by_stream: dict[StreamKey, float]) -> float:
         """Score of a mapping ``(direction, media, unit) -> rate per second``."""
         total = 0.0
+        factor = self.factor
+        per_byte = self.bit_weight * 8.0
         for (direction, media, unit), rate in by_stream.items():
-            per = self.bit_weight * 8.0 if unit == "bytes" else self.packet_weight
-            total += self.factor(direction, media) * per * rate
+            per = per_byte if unit == "bytes" else self.packet_weight
+            total += factor(direction, media) * per * rate
         return total
 
 
@@ -223,8 +226,9 @@ class TrafficLoadCalculator:
         now = self._clock() if now_ns is None else now_ns
         self.engine.evict_stale(now)
         per: dict[str, dict[str, dict[StreamKey, float]]] = {}
-        for key, r in self.engine.items(now):
-            rate = self._rate(r)
+        # Only the window rate and the mean are used: the engine skips the peaks.
+        for key, w, mean in self.engine.window_items(self.config.window_s, now):
+            rate = w if w is not None else mean
             if rate is None:
                 continue
             room, pid, direction, media, unit = key  # type: ignore[misc]

@@ -422,3 +422,78 @@ def test_first_span_of_a_full_subwindow_is_a_real_interval():
     assert eng.observe("b", 950.0, T0, start_ns=T0 - 950_000_000)  # 0.95 s: resolvable
     assert eng.rates("b", T0).mean_rate == pytest.approx(1000.0)
     assert reasons == []
+
+
+# -- incremental peaks ------------------------------------------------------------------
+
+def test_peaks_follow_the_horizon_between_reads_and_match_a_late_read():
+    """Peaks are kept up to date as intervals arrive, read by read: the spike is the
+    peak while inside the 300 s horizon, gone once it has left it; a read at an earlier
+    ``now`` than the newest point (the rescan path) gives the same as at that time."""
+    eng, _, _ = make(RateConfig(windows_s=(10.0, 60.0, 300.0), peak_subwindows_s=(1.0, 5.0)))
+    pts = spike_series()
+    for t, v in pts[:120]:
+        eng.observe("k", v, t, start_ns=T0)
+    at_119 = eng.rates("k", T0 + 119 * S)
+    assert at_119.peak_rates[1.0] == pytest.approx(100 * MBPS)
+    assert at_119.peak_rates[5.0] == pytest.approx(100 * MBPS)
+    total = pts[-1][1]
+    for i in range(301, 420):
+        eng.observe("k", total + (i - 300) * MBPS, T0 + i * S, start_ns=T0)
+    assert eng.rates("k", T0 + 400 * S).peak_rates[1.0] == pytest.approx(100 * MBPS)
+    later = eng.rates("k", T0 + 419 * S)  # the spike (100..110 s) left the horizon
+    assert later.peak_rates[1.0] == pytest.approx(MBPS)
+    assert later.peak_rates[5.0] == pytest.approx(MBPS)
+    # Read "in the past": intervals after now are ignored, as by the rescan.
+    past = eng.rates("k", T0 + 405 * S)
+    assert past.peak_rates[1.0] == pytest.approx(100 * MBPS)
+
+
+def test_peaks_forget_runs_overwritten_in_the_ring():
+    """A ring too small for the horizon: a run whose first interval was overwritten is
+    no longer a peak, even though the horizon still covers it."""
+    eng, _, _ = make(RateConfig(windows_s=(300.0,), peak_subwindows_s=(1.0, 5.0),
+                                max_samples_per_series=20))
+    total = 0.0
+    eng.observe("k", total, T0, start_ns=T0)
+    for i in range(1, 61):
+        total += 1000.0 if i <= 5 else 10.0
+        eng.observe("k", total, T0 + i * S, start_ns=T0)
+        if i in (5, 10):
+            assert eng.rates("k", T0 + i * S).peak_rates[1.0] == 1000.0
+    r = eng.rates("k", T0 + 60 * S)
+    assert r.peak_rates == {1.0: 10.0, 5.0: pytest.approx(10.0)}
+    assert r.window_rates[300.0] is None  # and the window says the ring is too short
+
+
+def test_temporality_change_overlapping_old_data_is_kept_out_of_windows_and_peaks():
+    """A delta point after a cumulative run whose start lies before the last point:
+    like a cumulative restart overlapping the ring, it feeds the mean only (the ring's
+    intervals never overlap, so windows and peaks never double count)."""
+    eng, _, reasons = make()
+    eng.observe("k", 0.0, T0, start_ns=T0)
+    eng.observe("k", 100.0, T0 + 10 * S, start_ns=T0)
+    assert eng.observe("k", 500.0, T0 + 20 * S, start_ns=T0 + 5 * S, cumulative=False)
+    r = eng.rates("k", T0 + 20 * S)
+    assert reasons == ["reset"]
+    assert r.mean_rate == pytest.approx(500 / 15)
+    assert r.window_rates[60.0] == pytest.approx(10.0)  # only the non-overlapping interval
+    assert r.peak_rates[5.0] == pytest.approx(10.0)
+
+
+def test_rate_values_and_window_items_are_rates_without_the_records():
+    eng, _, _ = make()
+    for t, v in spike_series()[:130]:
+        eng.observe("k", v, t, start_ns=T0)
+    now = T0 + 129 * S
+    r = eng.rates("k", now)
+    mean, span_s, wvals, pvals, total = eng.rate_values("k", now)
+    assert (mean, span_s, total) == (r.mean_rate, r.span_s, r.total)
+    assert wvals == list(r.window_rates.values())
+    assert pvals == list(r.peak_rates.values())
+    assert eng.rate_values("k", now, peaks=False)[3] == [None, None]
+    assert eng.rate_values("nope", now) is None
+    for w in r.window_rates:
+        assert list(eng.window_items(w, now)) == [("k", r.window_rates[w], r.mean_rate)]
+    with pytest.raises(ValueError):
+        list(eng.window_items(7.0, now))

@@ -124,3 +124,100 @@ def test_no_exception_on_any_input_and_every_rejection_is_counted(points, mod):
         for v in (r.mean_rate, *r.window_rates.values(), *r.peak_rates.values()):
             assert v is None or (math.isfinite(v) and v >= 0)
         assert math.isfinite(r.total) and r.total >= 0
+
+
+# -- incremental peaks == the definition, over whatever is in the ring -------------------
+
+def _defined_peaks(eng, key, now):
+    """Peaks by the definition in docs/rates.md, brute force over the ring's intervals.
+
+    For each interval j ending by ``now``, the run ending at j starts at the last
+    interval i whose start is at least 0.95 x the sub-window before j's end; it counts
+    if i lies inside the horizon (and is still in the ring) and the run lasts at most
+    2 x the sub-window. Rate = sum of the run's increments / its duration.
+    """
+    s = eng._series[key]
+    t0s, t1s, incs = (list(x) for x in s.chronological())
+    horizon = eng._horizon_ns
+    out = {}
+    for sw, need, cap in eng._peaks_ns:
+        best = None
+        for j, end in enumerate(t1s):
+            if end > now:
+                continue
+            starts = [i for i in range(j + 1) if t0s[i] <= end - need]
+            if not starts:
+                continue
+            i = starts[-1]
+            if t0s[i] < now - horizon:
+                continue
+            dur = end - t0s[i]
+            if dur > cap:
+                continue
+            r = math.fsum(incs[i:j + 1]) * S / dur
+            best = r if best is None else max(best, r)
+        out[sw] = best
+    return out
+
+
+@st.composite
+def _histories(draw):
+    ring = draw(st.integers(2, 40))
+    subs = draw(st.sampled_from([(1.0, 5.0), (1.0,), (0.5, 2.0), (0.25, 1.0, 3.0)]))
+    cfg = RateConfig(windows_s=(5.0, 30.0), peak_subwindows_s=subs,
+                     max_samples_per_series=ring, gap_after_s=20.0)
+    steps = draw(st.lists(st.tuples(
+        st.sampled_from(["cum", "cum", "cum", "cum", "reset", "restart", "delta", "read"]),
+        st.one_of(st.integers(1, 3000), st.sampled_from([1000, 1000, 999, 1001, 250, 5000])),
+        st.floats(0, 1e6, allow_nan=False), st.integers(-2000, 3000)),
+        min_size=1, max_size=120))
+    return cfg, steps
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_histories())
+def test_incremental_peaks_equal_the_definition_and_the_rescan(history):
+    """Peaks kept incrementally (a stack per sub-window, caught up on each read) equal
+    the definition and the full rescan of the ring, for reads at any time in between:
+    ring overwrites, resets, restarts, delta points, sub-second and jittered samples,
+    and reads before the newest interval's end (which take the rescan)."""
+    from otel_rtc._rates import _rescan
+
+    cfg, steps = history
+    eng = RateEngine(cfg, clock=lambda: T0)
+    t, v, start = T0, 0.0, T0
+    eng.observe("k", 0.0, t, start_ns=start)
+    for kind, gap_ms, x, read_ms in steps:
+        if kind == "read":
+            now = t + read_ms * 1_000_000
+            r = eng.rates("k", now)
+            scale = 1e-9 * max([1.0, *(abs(p) for p in r.peak_rates.values() if p)])
+            want = _defined_peaks(eng, "k", now)
+            s = eng._series["k"]
+            rw, rp = _rescan(*s.chronological(), s.evicted_t1, now, eng._windows_ns,
+                             eng._horizon_ns, eng._peaks_ns)
+            for (sw, got), ref in zip(r.peak_rates.items(), rp, strict=True):
+                for other in (want[sw], ref):
+                    assert (got is None) == (other is None), (sw, got, other)
+                    if got is not None:
+                        assert math.isclose(got, other, rel_tol=1e-9, abs_tol=scale)
+            for (w, got), ref in zip(r.window_rates.items(), rw, strict=True):
+                assert (got is None) == (ref is None)
+                if got is not None:
+                    assert math.isclose(got, ref, rel_tol=1e-9, abs_tol=1e-9)
+                [(_, w_only, mean)] = list(eng.window_items(w, now))
+                assert w_only == got and mean == r.mean_rate
+            continue
+        t += gap_ms * 1_000_000
+        if kind == "cum":
+            v += x
+            eng.observe("k", v, t, start_ns=start)
+        elif kind == "reset":
+            v = x / 2
+            eng.observe("k", v, t, start_ns=start)
+        elif kind == "restart":
+            start = t - abs(read_ms) * 1_000_000
+            v = x
+            eng.observe("k", v, t, start_ns=start)
+        else:
+            eng.observe("k", x, t, start_ns=t - gap_ms * 500_000, cumulative=False)

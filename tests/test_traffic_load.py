@@ -144,3 +144,14 @@ def test_property_shares_and_partition(rates, top_n):
             LoadWeights().score({k: rs[i] for i, k in enumerate(streams)})
             for pid, rs in rates.items() if pid not in {p.participant for p in room.top}
         ) * (1 - 1e-9)
+
+
+def test_snapshot_reads_window_rates_only_no_peaks():
+    """The load uses one window rate (or the mean): its engine never computes peaks,
+    and the result equals the window rate of the full rates."""
+    calc = TrafficLoadCalculator(TrafficLoadConfig(window_s=10.0), clock=ManualClock(T0))
+    feed(calc, "r", "alice", "up", "video", "bytes", 125_000.0, seconds=30)
+    room = calc.snapshot(T0 + 30 * S)["r"]
+    assert all(s.pk is None for s in calc.engine._series.values())
+    want = calc.engine.rates(("r", "alice", "up", "video", "bytes"), T0 + 30 * S)
+    assert room.by_stream[("up", "video", "bytes")] == want.window_rates[10.0]

@@ -1,0 +1,457 @@
+"""Throughput of the rate/load processors: core, in-process exporter and real collector.
+
+Run: .venv/bin/python benchmarks/bench_processor.py [--series N] [--seconds 60,300]
+     [--repeats 3] [--quick]
+
+Measured in one run, each next to its baseline:
+
+1. **core**: points/s through ``RateDeriver.observe`` (engine + naming glue) and
+   derived series/s through ``RateDeriver.derive_into`` right after 10 and 60 new
+   samples per series (the peaks are caught up on each read);
+2. **in-process**: one export of a batch of traffic counters through a plain
+   ``OTLPMetricExporter`` (protobuf encode + HTTP POST to a loopback receiver) vs the
+   processors' ``transform`` of the same batch, with rings filled by ``--seconds`` of
+   1 s samples (60: a minute after start; 300: steady state, the longest window full),
+   exported every 60 s so that the measured transform follows 60 s of new samples;
+   the same transform again with nothing new; and the sampler's cost per tick;
+3. **collector**: points/s through a real ``rotel-agent`` forwarding to a loopback
+   receiver, with no processor, with a no-op Python processor (Rotel's hook alone) and
+   with ``otel_rtc.collector_processor``; the three are interleaved, ``--repeats``
+   times, and the median is reported;
+4. **memory** per series (tracemalloc) of the rate and load state.
+
+The write-up, with the figures of a run, is ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import http.client
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from otel_rtc._clock import ManualClock
+from otel_rtc._derived import RateDeriver
+from otel_rtc._rates import RateConfig
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+
+
+def best_of(fn, repeat=5):
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+# -- 1. core ---------------------------------------------------------------------------
+
+def bench_core(n_series, rounds=100):
+    """Points/s through ``RateDeriver.observe``; series/s through ``derive_into``.
+
+    The derive figures are taken right after ``new`` more 1 s samples per series (rings
+    full), since the peaks are caught up on each read: 10 new samples is the collector's
+    default emission interval, 60 an in-process export every minute.
+    """
+    d = RateDeriver(RateConfig(max_series=n_series + 1), ("x.*",), clock=lambda: T0)
+    keys = [(("k", i),) for i in range(n_series)]
+    for k in keys:
+        d.observe(k, "x.bytes", "By", "", k, 0, T0, T0, True)
+    state = {"t": T0}
+
+    def feed(rounds):
+        t0 = state["t"]
+        obs = d.observe
+        for r in range(1, rounds + 1):
+            t = t0 + r * S
+            v = (t - T0) // S * 1000 + (r * 7919 % 13) * 10
+            for k in keys:
+                obs(k, "x.bytes", "By", "", k, v, t, T0, True)
+        state["t"] = t0 + rounds * S
+
+    dt = best_of(lambda: feed(rounds))
+    observe_pps = n_series * rounds / dt
+    sub = keys[: min(len(keys), 500)]
+    derive = {}
+    for new in (10, 60):
+        best = float("inf")
+        for _ in range(3):
+            feed(new)
+            gc.collect()
+            t = time.perf_counter()
+            d.derive_into({}, sub, state["t"])
+            best = min(best, time.perf_counter() - t)
+        derive[new] = len(sub) / best
+    return observe_pps, derive
+
+
+# -- 2. in-process -----------------------------------------------------------------------
+
+def _inprocess_setup(n_streams, seconds, export_every=60):
+    """Pipeline, processors and ``seconds`` of 1 s samples, exported every 60 s.
+
+    The processors run at every ``export_every`` seconds but the last, so the measured
+    transform sees exactly one export interval of new samples, as a live exporter does
+    (the peaks are maintained incrementally: a transform pays for the samples taken
+    since the previous one, so repeating a transform on the same data would hide that).
+    """
+    from otel_rtc._rate_processor import (
+        CounterSampler,
+        TrafficLoadProcessor,
+        WindowRateProcessor,
+    )
+    from otel_rtc._traffic import TrafficAccounting
+    from otel_rtc.testing import make_test_pipeline
+
+    clock = ManualClock(T0)
+    p = make_test_pipeline(local_aggregation=False)
+    acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=True,
+                            max_participants=10**6, clock=clock)
+    streams = [(f"room{i // 10}", f"p{i}", ("up", "down")[i % 2],
+                ("audio", "video", "data")[i % 3]) for i in range(n_streams)]
+    sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
+    procs = [WindowRateProcessor(sampler=sampler, clock=clock),
+             TrafficLoadProcessor(sampler=sampler, clock=clock)]
+
+    def transform(data):
+        out = data
+        for pr in procs:
+            out = pr.process(out)
+        return out
+
+    for s in streams:
+        acc.add(*s, 0, 0)
+    sampler.sample_now()
+    tick_times = []
+    for sec in range(1, seconds + 1):
+        clock.advance(S)
+        for i, s in enumerate(streams):
+            acc.add(*s, sec * (50 + i % 7), sec * 1000 * (10 + i % 13))
+        t = time.perf_counter()
+        sampler.sample_now()
+        tick_times.append(time.perf_counter() - t)
+        if sec % export_every == 0 and sec < seconds:
+            transform(p.metric_reader.get_metrics_data())
+    return p, procs, transform, tick_times, clock
+
+
+def _timed(fn, *args):
+    gc.collect()
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def _export_ok(exp, data, success):
+    assert exp.export(data) is success
+
+
+def bench_inprocess(n_streams, seconds=60, repeats=5):
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics.export import MetricExportResult
+
+    from otel_rtc._rate_processor import _to_metrics
+    from tests._otlp_receiver import OtlpReceiver
+
+    export_s = transform_s = again_s = build_s = export_derived_s = float("inf")
+    ticks = []
+    with OtlpReceiver() as recv:
+        exp = OTLPMetricExporter(f"{recv.endpoint}/v1/metrics")
+        # Interleaved, so a slow phase of a shared machine hits both alike. Each repeat
+        # builds its state afresh: the transform is measured once per state.
+        for _ in range(repeats):
+            p, procs, transform, tick_times, clock = _inprocess_setup(n_streams, seconds)
+            ticks.extend(tick_times)
+            data = p.metric_reader.get_metrics_data()
+            export_s = min(export_s, _timed(_export_ok, exp, data, MetricExportResult.SUCCESS))
+            transform_s = min(transform_s, _timed(transform, data))
+            derived = transform(data)
+            # The same transform again, with no new samples (the peaks are current).
+            again_s = min(again_s, _timed(transform, data))
+            export_derived_s = min(export_derived_s, _timed(exp.export, derived))
+            # Part of the transform: turning the derived points into SDK Metric objects
+            # (attribute dicts already cached, as from the second export on).
+            now = clock()
+            groups = {}
+            procs[0].deriver.derive_into(groups, None, now)
+            procs[1].deriver.derive_into(groups, now)
+            cache = {}
+            _to_metrics(groups, cache)
+            build_s = min(build_s, _timed(_to_metrics, groups, cache))
+            for pr in procs:
+                pr.shutdown()
+        exp.shutdown()
+    n_points = sum(len(m.data.data_points) for rm in data.resource_metrics
+                   for sm in rm.scope_metrics for m in sm.metrics)
+    n_out = sum(len(m.data.data_points) for rm in derived.resource_metrics
+                for sm in rm.scope_metrics for m in sm.metrics)
+    return {
+        "points": n_points, "points_out": n_out, "export_s": export_s,
+        "transform_s": transform_s, "again_s": again_s,
+        "export_derived_s": export_derived_s,
+        "tick_s": sorted(ticks)[len(ticks) // 2], "build_s": build_s,
+    }
+
+
+# -- 3. collector ------------------------------------------------------------------------
+
+def _requests(n_senders, rounds, series, round_s=1, name="otel_rtc.traffic.bytes"):
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
+
+    def kv(k, v):
+        return KeyValue(key=k, value=AnyValue(string_value=v))
+
+    per_sender = []
+    for snd in range(n_senders):
+        bodies = []
+        for r in range(rounds):
+            req = ExportMetricsServiceRequest()
+            rm = req.resource_metrics.add()
+            rm.resource.attributes.append(kv("service.name", f"sfu-{snd}"))
+            m = rm.scope_metrics.add().metrics.add()
+            m.name, m.unit = name, "By"
+            m.sum.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
+            m.sum.is_monotonic = True
+            for i in range(series):
+                p = m.sum.data_points.add()
+                p.attributes.extend([kv("otel_rtc.room", f"room{i // 10}"),
+                                     kv("otel_rtc.participant", f"p{i}"),
+                                     kv("otel_rtc.direction", ("up", "down")[i % 2]),
+                                     kv("otel_rtc.media.kind", ("audio", "video", "data")[i % 3])])
+                p.start_time_unix_nano = T0
+                p.time_unix_nano = T0 + (r + 1) * round_s * S
+                p.as_int = (r + 1) * 1000 * (i + 1)
+            bodies.append(req.SerializeToString())
+        per_sender.append(bodies)
+    return per_sender
+
+
+NOOP_PROCESSOR = Path(__file__).resolve().parent / "_noop_processor.py"
+
+
+def _cpu_s(pid):
+    """CPU seconds (user + system, all threads) the process ``pid`` has used so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_collector(processor, n_senders=4, rounds=60, series=500,
+                    name="otel_rtc.traffic.bytes"):
+    """Points/s through ``rotel-agent`` with ``processor`` (a path, or None).
+
+    Returns ``(source points/s, agent CPU s per point, derived points received)``. The
+    clock runs from the first POST until the receiver holds every source point; the
+    agent's CPU time is read from ``/proc`` over the same span.
+    """
+    from otel_rtc._rotel import RotelCollector
+    from tests._otlp_receiver import OtlpReceiver
+
+    bodies = _requests(n_senders, rounds, series, name=name)
+    total = n_senders * rounds * series
+    with OtlpReceiver() as recv:
+        col = RotelCollector(exporter_endpoint=recv.endpoint,
+                             metrics_processor=processor, batch_timeout="50ms")
+        with col:
+            seen = {"requests": 0, "source": 0, "derived": 0}
+
+            def count(r):
+                # Incremental: each wake-up only looks at requests not counted yet.
+                reqs = r.metric_requests()
+                for req in reqs[seen["requests"]:]:
+                    for rm in req.resource_metrics:
+                        for sm in rm.scope_metrics:
+                            for m in sm.metrics:
+                                if m.name == name:
+                                    seen["source"] += len(m.sum.data_points)
+                                elif m.name.startswith("otel_rtc.traffic.bytes.rate"):
+                                    seen["derived"] += len(m.gauge.data_points)
+                seen["requests"] = len(reqs)
+                return seen["source"]
+
+            def send(my_bodies):
+                conn = http.client.HTTPConnection("127.0.0.1", col.http_port, timeout=60)
+                for b in my_bodies:
+                    conn.request("POST", "/v1/metrics", body=b,
+                                 headers={"Content-Type": "application/x-protobuf"})
+                    resp = conn.getresponse()
+                    resp.read()
+                    assert resp.status == 200, resp.status
+                conn.close()
+
+            time.sleep(0.5)  # let the agent finish starting (its CPU is not counted)
+            cpu0 = _cpu_s(col.pid)
+            t = time.perf_counter()
+            threads = [threading.Thread(target=send, args=(b,)) for b in bodies]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            ok = recv.wait_for(lambda r: count(r) >= total, timeout=300)
+            dt = time.perf_counter() - t
+            cpu = _cpu_s(col.pid) - cpu0
+            assert ok, col.logs()[-2000:]
+            assert seen["source"] == total, seen  # nothing duplicated or lost
+    return total / dt, cpu / total, seen["derived"]
+
+
+def bench_collectors(rounds, repeats):
+    """Interleaved runs of each variant x repeats; medians of points/s and CPU/point.
+
+    Variants: no processor; a no-op Python processor; the otel_rtc processor on the
+    traffic counters it derives from (every point selected: the worst case); the
+    otel_rtc processor on a metric it does not select (pass-through).
+    """
+    from otel_rtc._rotel import processor_path
+
+    variants = {"none": (None, "otel_rtc.traffic.bytes"),
+                "noop": (NOOP_PROCESSOR, "otel_rtc.traffic.bytes"),
+                "otel_rtc": (processor_path(), "otel_rtc.traffic.bytes"),
+                "passthrough": (processor_path(), "app.bytes")}
+    pps = {k: [] for k in variants}
+    cpu = {k: [] for k in variants}
+    derived = 0
+    for _ in range(repeats):
+        for k, (path, name) in variants.items():
+            rate, c, d = bench_collector(path, rounds=rounds, name=name)
+            pps[k].append(rate)
+            cpu[k].append(c)
+            if k == "otel_rtc":
+                derived = d
+    return ({k: statistics.median(v) for k, v in pps.items()},
+            {k: statistics.median(v) for k, v in cpu.items()}, derived)
+
+
+# -- 4. memory ---------------------------------------------------------------------------
+
+def bench_memory(n_series=2000, samples=300):
+    from otel_rtc._derived import LoadDeriver
+
+    out = {}
+    for ring in (320, 64):
+        cfg = RateConfig(max_series=n_series + 1, max_samples_per_series=ring)
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        d = RateDeriver(cfg, ("x.*",), clock=lambda: T0)
+        for i in range(n_series):
+            k = (("otel_rtc.room", f"r{i // 10}"), ("otel_rtc.participant", f"p{i}"))
+            for s in range(min(samples, ring + 5)):
+                d.observe(k, "x.bytes", "By", "", k, s * 1000 + (s * 7919 % 13) * 10,
+                          T0 + s * S, T0, True)
+        d.derive_into({}, None, T0 + min(samples, ring + 5) * S)  # allocates the peak stacks
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        used = sum(st.size_diff for st in after.compare_to(before, "filename"))
+        out[f"rate ring {ring}"] = used / n_series
+        del d
+    from otel_rtc._traffic_load import TrafficLoadConfig
+
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    ld = LoadDeriver(TrafficLoadConfig(rate=RateConfig(max_series=n_series * 2 + 1)),
+                     clock=lambda: T0)
+    for i in range(n_series):
+        a = {"otel_rtc.room": f"r{i // 10}", "otel_rtc.participant": f"p{i}",
+             "otel_rtc.direction": "up", "otel_rtc.media.kind": "video"}
+        for s in range(40):
+            ld.observe("otel_rtc.traffic.bytes", a, s * 1000, T0 + s * S, T0, True)
+    ld.derive_into({}, T0 + 40 * S)  # the load reads window rates only: no peak stacks
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    out["load (ring 320, 40 samples)"] = sum(
+        st.size_diff for st in after.compare_to(before, "filename")) / n_series
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--series", type=int, default=1000, help="series for core/in-process")
+    ap.add_argument("--seconds", default="60,300",
+                    help="in-process: seconds of 1 s samples in the rings (comma list)")
+    ap.add_argument("--repeats", type=int, default=3, help="collector runs per variant")
+    ap.add_argument("--quick", action="store_true", help="smaller collector run")
+    args = ap.parse_args()
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh
+                        if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    print(f"Python {platform.python_version()} on {platform.machine()}, {cpu}, "
+          f"{os.cpu_count()} CPUs")
+
+    obs, der = bench_core(args.series)
+    print("\n## core")
+    print(f"observe (engine + glue)           {obs / 1e6:8.2f} M points/s  (target >= 1 M: "
+          f"{'MET' if obs >= 1e6 else 'NOT MET'})")
+    for new, rate in der.items():
+        print(f"derive, full ring, {new:2d} new samples {rate:11,.0f} series/s")
+
+    for seconds in (int(x) for x in args.seconds.split(",") if x.strip()):
+        r = bench_inprocess(args.series // 5, seconds)
+        ratio = r["transform_s"] / r["export_s"]
+        ticks = 60 * r["tick_s"]  # the SDK's default 60 s export interval, 1 s samples
+        print(f"\n## in-process, rings holding {seconds} s of 1 s samples, 60 s new since "
+              f"the previous export ({r['points']} source points in the batch, "
+              f"{r['points_out'] - r['points']} derived)")
+        print(f"plain OTLP/HTTP export of the batch  {r['export_s'] * 1e3:8.2f} ms")
+        print(f"processors' transform (rates+load)   {r['transform_s'] * 1e3:8.2f} ms  "
+              f"({ratio * 100:.0f}% of the export; target <= 10%: "
+              f"{'MET' if ratio <= 0.10 else 'NOT MET'})")
+        print(f"  of which building the derived SDK points {r['build_s'] * 1e3:.2f} ms "
+              f"({r['build_s'] / r['export_s'] * 100:.0f}% of the export)")
+        print(f"  same transform again, no new samples    {r['again_s'] * 1e3:.2f} ms "
+              f"({r['again_s'] / r['export_s'] * 100:.0f}% of the export)")
+        print(f"export incl. the derived points      {r['export_derived_s'] * 1e3:8.2f} ms  "
+              f"({r['export_derived_s'] / r['export_s']:.2f} x the plain export)")
+        print(f"sampler tick (1/s, off the hot path) {r['tick_s'] * 1e3:8.2f} ms  "
+              f"(60 ticks per 60 s export interval: {ticks * 1e3:.1f} ms = "
+              f"{ticks / r['export_s'] * 100:.0f}% of the export)")
+        total = ticks + r["transform_s"]
+        print(f"per 60 s export interval, ticks + transform {total * 1e3:.1f} ms "
+              f"({total / r['export_s'] * 100:.0f}% of the export)")
+
+    rounds = 20 if args.quick else 60
+    rates, cpu, n_derived = bench_collectors(rounds, args.repeats)
+    base = rates["none"]
+    print(f"\n## collector (rotel-agent -> loopback receiver, 4 senders x 500 series x "
+          f"{rounds} rounds, median of {args.repeats} interleaved runs)")
+    labels = {"none": "without processor", "noop": "no-op Python processor",
+              "otel_rtc": "otel_rtc processor", "passthrough": "otel_rtc, unselected"}
+    for k, label in labels.items():
+        note = "" if k == "none" else f"  ({rates[k] / base * 100:3.0f}% of without)"
+        print(f"{label:24s} {rates[k]:10,.0f} points/s   agent CPU "
+              f"{cpu[k] * 1e6:6.2f} us/point{note}")
+    withp = rates["otel_rtc"]
+    print(f"target: with processor >= 50% of without: {withp / base * 100:.0f}% -> "
+          f"{'MET' if withp >= 0.5 * base else 'NOT MET'}  (agent CPU per point "
+          f"{cpu['otel_rtc'] / cpu['none']:.1f} x without; "
+          f"{n_derived:,} derived rate points received)")
+
+    print("\n## memory per series")
+    for k, v in bench_memory().items():
+        print(f"{k:30s} {v:10,.0f} bytes")
+
+
+if __name__ == "__main__":
+    main()
