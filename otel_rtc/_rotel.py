@@ -41,6 +41,10 @@ PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 """Directory to put on the agent's ``PYTHONPATH`` so it can ``import otel_rtc``."""
 
 
+_SETTLE_S = 0.3
+"""How long the agent must stay alive after opening its ports to count as ready."""
+
+
 class RotelError(RuntimeError):
     """The collector failed to start or exited early (the message includes its log)."""
 
@@ -237,11 +241,18 @@ class RotelCollector:
             RotelError: the process exited, or ``timeout`` passed.
         """
         deadline = time.monotonic() + timeout
+        settled_at: float | None = None
         while True:
             if self._proc is None or self._proc.poll() is not None:
                 raise RotelError(f"rotel-agent exited early:\n{self.logs()}")
-            if _port_open(self.host, self.http_port) and _port_open(self.host, self.grpc_port):
-                return
+            if settled_at is not None:
+                if time.monotonic() >= settled_at:
+                    return
+            elif _port_open(self.host, self.http_port) and _port_open(self.host,
+                                                                      self.grpc_port):
+                # The receivers open before the pipeline loads the processor module: a
+                # broken processor kills the agent a few ms later. Stay alive a moment.
+                settled_at = time.monotonic() + _SETTLE_S
             if time.monotonic() > deadline:
                 raise RotelError(f"rotel-agent not ready after {timeout}s:\n{self.logs()}")
             time.sleep(0.05)
