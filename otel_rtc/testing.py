@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,7 +26,33 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_rtc._exporter import MetricsProcessor
 from otel_rtc._local_aggregation import LocalAggregationRegistry, bind_registry
 
-__all__ = ["RtcInMemoryMetricReader", "TestPipeline", "make_test_pipeline"]
+__all__ = ["CapturingMetricExporter", "RtcInMemoryMetricReader", "TestPipeline",
+           "make_test_pipeline"]
+
+
+class CapturingMetricExporter(MetricExporter):
+    """A push exporter that keeps every batch it is given (``.batches``); always succeeds.
+
+    For testing what an export stage (e.g. :class:`~otel_rtc.RtcMetricExporter`) hands
+    to the exporter it wraps.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[MetricsData] = []
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+               **kwargs: Any) -> MetricExportResult:
+        """Keep ``metrics_data``."""
+        self.batches.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Nothing to flush."""
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Nothing to release."""
 
 
 class RtcInMemoryMetricReader(InMemoryMetricReader):

@@ -73,3 +73,27 @@ def rotel_collector() -> Iterator[Callable[..., RotelCollector]]:
     finally:
         for col in started:
             col.stop()
+
+
+@pytest.fixture
+def fresh_self_telemetry() -> Iterator[None]:
+    """Zeroed self-telemetry counters and no buffer enqueue stamp left in this context."""
+    from otel_rtc import _self_telemetry
+    from otel_rtc._buffers import _last_enqueue
+
+    _self_telemetry._reset_for_tests()
+    token = _last_enqueue.set(None)
+    yield
+    _last_enqueue.reset(token)
+    _self_telemetry._reset_for_tests()
+
+
+@pytest.fixture
+def pipe() -> Iterator[Any]:
+    """An in-memory pipeline (:func:`otel_rtc.testing.make_test_pipeline`), shut down after."""
+    from otel_rtc.testing import make_test_pipeline
+
+    p = make_test_pipeline()
+    yield p
+    p.tracer_provider.shutdown()
+    p.meter_provider.shutdown()

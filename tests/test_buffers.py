@@ -11,7 +11,6 @@ from otel_rtc._buffers import (
     BoundedBuffer,
     InstrumentedAsyncQueue,
     InstrumentedQueue,
-    _last_enqueue,
     last_enqueue_ns,
 )
 from otel_rtc._burst_telemetry import BurstMonitor
@@ -23,20 +22,7 @@ BASE = 1_700_000_000_000_000_000
 MS = 1_000_000
 
 
-@pytest.fixture(autouse=True)
-def _reset_self_telemetry():
-    _self_telemetry._reset_for_tests()
-    token = _last_enqueue.set(None)  # no stamp left over by an earlier test
-    yield
-    _last_enqueue.reset(token)
-    _self_telemetry._reset_for_tests()
-
-
-@pytest.fixture
-def pipe():
-    p = make_test_pipeline()
-    yield p
-    p.meter_provider.shutdown()
+pytestmark = pytest.mark.usefixtures("fresh_self_telemetry")
 
 
 def series(p, name):

@@ -33,11 +33,7 @@ def ms(t: float) -> int:
     return BASE + round(t * MS)
 
 
-@pytest.fixture(autouse=True)
-def _reset_self_telemetry():
-    _self_telemetry._reset_for_tests()
-    yield
-    _self_telemetry._reset_for_tests()
+pytestmark = pytest.mark.usefixtures("fresh_self_telemetry")
 
 
 @pytest.fixture

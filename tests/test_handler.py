@@ -15,7 +15,6 @@ from otel_rtc import _self_telemetry
 from otel_rtc._buffers import (
     BoundedBuffer,
     InstrumentedQueue,
-    _last_enqueue,
     last_enqueue_ns,
 )
 from otel_rtc._burst_telemetry import BurstMonitor
@@ -36,21 +35,7 @@ R2F = "otel_rtc.message.receive_to_finish.duration"
 CONSUMED = "messaging.client.consumed.messages"
 
 
-@pytest.fixture(autouse=True)
-def _reset_self_telemetry():
-    _self_telemetry._reset_for_tests()
-    token = _last_enqueue.set(None)  # no stamp left over by an earlier test
-    yield
-    _last_enqueue.reset(token)
-    _self_telemetry._reset_for_tests()
-
-
-@pytest.fixture
-def pipe():
-    p = make_test_pipeline()
-    yield p
-    p.tracer_provider.shutdown()
-    p.meter_provider.shutdown()
+pytestmark = pytest.mark.usefixtures("fresh_self_telemetry")
 
 
 def points(metrics, name, **attrs):

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
     PeriodicExportingMetricReader,
 )
 
@@ -24,28 +22,13 @@ from otel_rtc._local_aggregation import (
     LocalAggregationRegistry,
     get_recorder,
 )
+from otel_rtc.testing import CapturingMetricExporter
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 INSTRUMENT = BIN / "opentelemetry-instrument"
 HAS_DISTRO = importlib.util.find_spec("opentelemetry.distro") is not None
 SPEC = HistogramSpec("test.instrumentor.h", "s", "test")
-
-
-class _Sink(MetricExporter):
-    def __init__(self):
-        super().__init__()
-        self.batches = []
-
-    def export(self, metrics_data, timeout_millis=10_000, **kwargs):
-        self.batches.append(metrics_data)
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis=10_000):
-        return True
-
-    def shutdown(self, timeout_millis=30_000, **kwargs):
-        pass
 
 
 @pytest.fixture
@@ -71,8 +54,9 @@ def test_no_library_dependencies():
 
 def test_binds_rtc_stage_and_reverses(restore_switches):
     registry = LocalAggregationRegistry()
-    reader = PeriodicExportingMetricReader(RtcMetricExporter(_Sink(), registry=registry),
-                                           export_interval_millis=3_600_000)
+    reader = PeriodicExportingMetricReader(
+        RtcMetricExporter(CapturingMetricExporter(), registry=registry),
+        export_interval_millis=3_600_000)
     mp = MeterProvider(metric_readers=[reader])
     try:
         assert rtc_registry_of(mp) is registry

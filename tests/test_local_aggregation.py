@@ -5,7 +5,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from otel_rtc import CounterSpec, HistogramSpec, ManualClock, intern_attrs
 from otel_rtc._local_aggregation import LocalAggregationRegistry, SdkRecorder, get_recorder
-from otel_rtc.testing import make_test_pipeline
+from otel_rtc.testing import CapturingMetricExporter, make_test_pipeline
 
 H = HistogramSpec("t.latency", "s", "test", (0.1, 1.0))
 C = CounterSpec("t.count", "{event}", "test")
@@ -103,31 +103,6 @@ def test_fallback_to_sdk_is_also_exact():
     assert SdkHistogram  # the SDK class used as a temporality key
 
 
-class _CapturingExporter:
-    """Built lazily so the SDK import stays inside the test."""
-
-    @staticmethod
-    def make():
-        from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
-
-        class Capture(MetricExporter):
-            def __init__(self):
-                super().__init__()
-                self.batches = []
-
-            def export(self, metrics_data, timeout_millis=10_000, **kwargs):
-                self.batches.append(metrics_data)
-                return MetricExportResult.SUCCESS
-
-            def force_flush(self, timeout_millis=10_000):
-                return True
-
-            def shutdown(self, timeout_millis=30_000, **kwargs):
-                pass
-
-        return Capture()
-
-
 def _names(batch):
     return {m.name for rm in batch.resource_metrics for sm in rm.scope_metrics
             for m in sm.metrics}
@@ -142,7 +117,7 @@ def test_local_aggregates_export_when_the_sdk_has_no_data_of_its_own():
     from otel_rtc import RtcMetricExporter
     from otel_rtc._local_aggregation import bind_registry
 
-    inner = _CapturingExporter.make()
+    inner = CapturingMetricExporter()
     reg = LocalAggregationRegistry()
     exporter = RtcMetricExporter(inner, registry=reg)
     mp = MeterProvider(metric_readers=[
@@ -201,7 +176,7 @@ def test_a_failed_metric_export_counts_its_points_as_dropped():
     from otel_rtc import RtcMetricExporter
     from otel_rtc._self_telemetry import drop_count
 
-    inner = _CapturingExporter.make()
+    inner = CapturingMetricExporter()
     inner.export = lambda data, timeout_millis=10_000, **kw: MetricExportResult.FAILURE
     reg = LocalAggregationRegistry()
     exporter = RtcMetricExporter(inner, registry=reg)
