@@ -38,6 +38,9 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_rates import best_of  # the same timing helper as the core benchmark
 
 from otel_rtc._clock import ManualClock
 from otel_rtc._derived import RateDeriver
@@ -45,16 +48,6 @@ from otel_rtc._rates import RateConfig
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
-
-
-def best_of(fn, repeat=5):
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 # -- 1. core ---------------------------------------------------------------------------
