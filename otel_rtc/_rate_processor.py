@@ -303,6 +303,15 @@ class _SampledProcessor(MetricsProcessor):
         self._gated = sampler is not None and sampler.reads_global_sources
         self._attr_dicts: dict[int, tuple[Attrs, dict[str, Any]]] = {}
         self._attr_keys: dict[tuple[tuple[str, Any], ...], Attrs] = {}
+        # Sample rows resolved once: (name, id(attrs)) -> [attrs, target, generation]. A
+        # source that hands out the same attributes object per series on every tick
+        # (TrafficAccounting does) costs one lookup per row; the entry holds the object,
+        # so its id cannot be reused while cached. ``generation`` is the value of
+        # ``_generation`` when the row was last admitted (gating, ``_sampled``, metadata).
+        # A row not admitted is checked again on every tick; an admitted one only after an
+        # export's evictions bump ``_generation``: only they can take admission away.
+        self._rows: dict[tuple[str, int], list[Any]] = {}
+        self._generation = 0
         if sampler is not None:
             sampler.subscribe(self._on_sample)
 
@@ -313,11 +322,38 @@ class _SampledProcessor(MetricsProcessor):
 
     def _on_sample(self, time_ns: int, rows: list[Sample]) -> None:
         with self._lock:
+            cache = self._rows
+            if len(cache) > 4 * len(rows) + 64:
+                cache.clear()  # a source building fresh attribute objects every tick
+            gen = self._generation
+            fast = self._feed_fast
             for name, attrs, value, start_ns in rows:
-                self._feed_sample(name, attrs, value, start_ns, time_ns)
+                e = cache.get((name, id(attrs)))
+                if e is None or e[0] is not attrs:
+                    e = cache[(name, id(attrs))] = [attrs, self._prepare(name, attrs), -1]
+                target = e[1]
+                if target is None:
+                    continue
+                if e[2] == gen:
+                    fast(target, value, start_ns, time_ns)
+                elif self._feed_admitted(target, value, start_ns, time_ns):
+                    e[2] = gen
 
-    def _feed_sample(self, name: str, attrs: Mapping[str, Any], value: float, start_ns: int,
-                     time_ns: int) -> None:
+    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> Any:
+        """What feeding a sample row of ``(name, attrs)`` needs, or ``None`` to skip it."""
+        raise NotImplementedError
+
+    def _feed_admitted(self, target: Any, value: float, start_ns: int, time_ns: int) -> bool:
+        """Check admission and feed through the full path.
+
+        Returns:
+            Whether later samples of the row may take :meth:`_feed_fast` until the next
+            generation.
+        """
+        raise NotImplementedError
+
+    def _feed_fast(self, target: Any, value: float, start_ns: int, time_ns: int) -> None:
+        """Feed a row admitted in the current generation."""
         raise NotImplementedError
 
     def _key_of(self, attrs: Mapping[str, Any]) -> Attrs:
@@ -359,6 +395,7 @@ class _SampledProcessor(MetricsProcessor):
         for k in stale:
             del self._exported[k]
             self._sampled.discard(k)
+        self._generation += 1  # evictions of this export may have dropped admitted rows
 
     def _derive_into(self, groups: DerivedGroups, now: int) -> None:
         raise NotImplementedError
@@ -395,19 +432,27 @@ class WindowRateProcessor(_SampledProcessor):
             raise ValueError("include must be a sequence of patterns, not a string")
         self.deriver = RateDeriver(config, include, clock=clock,
                                    on_drop=_drop_cb(self.component))
+        self._engine_observe = self.deriver.engine.observe
         super().__init__(sampler, clock)
 
-    def _feed_sample(self, name: str, attrs: Mapping[str, Any], value: float, start_ns: int,
-                     time_ns: int) -> None:
+    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> Any:
         if not self.deriver.selects(name):
-            return
+            return None
         a = self._key_of(attrs)
-        key = (name, a)
-        if self._gated and key not in self._exported:
-            return
-        self._sampled.add(key)
         unit, desc = _KNOWN_UNITS.get(name, ("1", ""))
-        self.deriver.observe(key, name, unit, desc, a, value, time_ns, start_ns, True)
+        return ((name, a), name, unit, desc, a)
+
+    def _feed_admitted(self, target: Any, value: float, start_ns: int, time_ns: int) -> bool:
+        key, name, unit, desc, a = target
+        if self._gated and key not in self._exported:
+            return False
+        self._sampled.add(key)
+        # The full path records the series' metadata; while the generation holds, the
+        # metadata stays (only evict() removes it, and it bumps the generation).
+        return self.deriver.observe(key, name, unit, desc, a, value, time_ns, start_ns, True)
+
+    def _feed_fast(self, target: Any, value: float, start_ns: int, time_ns: int) -> None:
+        self._engine_observe(target[0], value, time_ns, start_ns=start_ns, cumulative=True)
 
     def _feed_batch(self, data: MetricsData) -> int:
         latest = 0
@@ -452,17 +497,23 @@ class TrafficLoadProcessor(_SampledProcessor):
         if not isinstance(config, TrafficLoadConfig):
             raise ValueError("config must be a TrafficLoadConfig")
         self.deriver = LoadDeriver(config, clock=clock, on_drop=_drop_cb(self.component))
+        self._engine_observe = self.deriver.calc.engine.observe
         super().__init__(sampler, clock)
 
-    def _feed_sample(self, name: str, attrs: Mapping[str, Any], value: float, start_ns: int,
-                     time_ns: int) -> None:
+    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> Any:
         if not self.deriver.selects(name):
-            return
-        key = (name, self._key_of(attrs))
+            return None
+        return ((name, self._key_of(attrs)), self.deriver.series_key(name, attrs))
+
+    def _feed_admitted(self, target: Any, value: float, start_ns: int, time_ns: int) -> bool:
+        key, series_key = target
         if self._gated and key not in self._exported:
-            return
+            return False
         self._sampled.add(key)
-        self.deriver.observe(name, attrs, value, time_ns, start_ns, True)
+        return self.deriver.observe_key(series_key, value, time_ns, start_ns, True)
+
+    def _feed_fast(self, target: Any, value: float, start_ns: int, time_ns: int) -> None:
+        self._engine_observe(target[1], value, time_ns, start_ns=start_ns, cumulative=True)
 
     def _feed_batch(self, data: MetricsData) -> int:
         latest = 0

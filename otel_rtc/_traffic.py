@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import metrics as metrics_api
@@ -59,15 +60,19 @@ TRAFFIC_METRICS: tuple[tuple[str, str, str], ...] = (
     ("otel_rtc.traffic.padding_bytes", "By", "Padding bytes (probing, RTP padding)."),
 )
 _N = len(TRAFFIC_METRICS)
+_NAMES = tuple(name for name, _u, _d in TRAFFIC_METRICS)
 BASELINED_METRIC = "otel_rtc.traffic.baselined_reports"
 """Reports taken as a baseline (not counted as traffic) with non-zero totals."""
 
 
 class _Series:
-    __slots__ = ("attrs", "baselined", "start_ns", "totals")
+    __slots__ = ("attrs", "baselined", "start_ns", "totals", "view")
 
     def __init__(self, attrs: dict[str, str], start_ns: int) -> None:
         self.attrs = attrs
+        # Handed out by snapshot() on every sampler tick: one read-only view per series
+        # instead of a dict copy per row, and a stable identity readers can cache by.
+        self.view: Mapping[str, str] = MappingProxyType(attrs)
         self.start_ns = start_ns
         self.totals = [0] * _N
         self.baselined = 0
@@ -272,14 +277,19 @@ class TrafficAccounting:
             report_error("traffic", exc)
 
     # -- reading ---------------------------------------------------------------------
-    def snapshot(self) -> Iterable[tuple[str, dict[str, str], float, int]]:
-        """Cumulative totals: ``(metric name, attributes, value, start_ns)`` per series."""
+    def snapshot(self) -> list[tuple[str, Mapping[str, str], float, int]]:
+        """Cumulative totals: ``(metric name, attributes, value, start_ns)`` per series.
+
+        The attributes are a read-only view, the same object for a series on every call
+        (the rate sampler reads this every second and caches its work by that identity).
+        """
         with self._lock:
-            rows = [(s.attrs, tuple(s.totals), s.start_ns) for s in self._series.values()]
-        out: list[tuple[str, dict[str, str], float, int]] = []
-        for attrs, totals, start in rows:
-            for (name, _u, _d), v in zip(TRAFFIC_METRICS, totals, strict=True):
-                out.append((name, dict(attrs), float(v), start))
+            rows = [(s.view, tuple(s.totals), s.start_ns) for s in self._series.values()]
+        out: list[tuple[str, Mapping[str, str], float, int]] = []
+        append = out.append
+        for view, totals, start in rows:
+            for name, v in zip(_NAMES, totals, strict=True):
+                append((name, view, float(v), start))
         return out
 
     @property

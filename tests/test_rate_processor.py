@@ -534,3 +534,94 @@ def test_exporting_every_minute_gives_what_one_late_export_gives():
         pytest.approx(100 * MBPS, rel=1e-3)
     for pr in every + once:
         pr.shutdown()
+
+
+def _all_derived(data):
+    """Every derived point as a sorted list of ``(name, attrs, start, time, value)``."""
+    return sorted(
+        (m.name, tuple(sorted(p.attributes.items())), p.start_time_unix_nano,
+         p.time_unix_nano, p.value)
+        for rm in data.resource_metrics for sm in rm.scope_metrics
+        if sm.scope.name == "otel_rtc.rates" for m in sm.metrics for p in m.data.data_points)
+
+
+def test_sample_rows_cached_by_attribute_identity_give_the_uncached_result():
+    """Processors cache each sample row's resolution by the attributes object's identity.
+
+    TrafficAccounting hands out one read-only view per series (every tick a cache hit);
+    a source copying its rows into fresh dicts never hits. Both must give the same
+    derived points, through a late joiner (gated until a batch shows it, as the sampler
+    reads the process-wide sources), a counter reset, and a series whose samples stop
+    long enough for it to be evicted, then come back.
+    """
+    room = "row-cache-room"
+
+    def run(fresh_dicts):
+        clock = ManualClock(T0)
+        acc = TrafficAccounting(meter_provider=False, per_participant=True, clock=clock,
+                                sample_source=False)
+        now = [0]
+
+        def src():
+            rows = [r for r in acc.snapshot()
+                    if not (60 <= now[0] < 120 and r[1]["otel_rtc.participant"] == "p4")]
+            return [(n, dict(a), v, s) for n, a, v, s in rows] if fresh_dicts else rows
+
+        register_sample_source(src)
+        sampler = CounterSampler(1.0, clock=clock, autostart=False)  # global: gated
+        cfg = RateConfig(stale_after_s=30.0)
+        procs = [WindowRateProcessor(cfg, sampler=sampler, clock=clock),
+                 TrafficLoadProcessor(TrafficLoadConfig(rate=cfg), sampler=sampler,
+                                      clock=clock)]
+
+        def export():  # the batch an exporter would see: the counters, on the same clock
+            by_name = {}
+            for n, a, v, st in acc.snapshot():
+                by_name.setdefault(n, []).append((dict(a), st, clock(), v))
+            data = batch(*(sum_metric(n, pts) for n, pts in by_name.items()))
+            for pr in procs:
+                data = pr.process(data)
+            return _all_derived(data)
+
+        outs = []
+        try:
+            for sec in range(1, 181):
+                now[0] = sec
+                clock.advance(S)
+                for i in range(6):
+                    if i == 5 and sec < 40:
+                        continue  # joins late: sampled before any batch has shown it
+                    total = sec * 1000 * (i + 1)
+                    if i == 3 and sec >= 90:
+                        total -= 90 * 1000 * 4  # the transport restarted its counters
+                    acc.add(room, f"p{i}", ("up", "down")[i % 2], ("audio", "video")[i % 2],
+                            sec * (i + 1), total, reset=(i == 3 and sec == 90))
+                sampler.sample_now()
+                if sec % 15 == 0:
+                    outs.append(export())
+            rows_per_tick = sum(len(list(f())) for f in sampler.sources())
+        finally:
+            unregister_sample_source(src)
+            for pr in procs:
+                pr.shutdown()
+        mine = [k for k, e in procs[0]._rows.items()
+                if e[0].get("otel_rtc.room") == room]
+        # What each processor took from where: anomalies (a batch point mixed into a
+        # sampled series reads as a duplicate or a restart) and the sampled series.
+        state = [(pr.deriver.engine.anomaly_counts() if hasattr(pr.deriver, "engine")
+                  else pr.deriver.calc.engine.anomaly_counts(), sorted(map(repr, pr._sampled)))
+                 for pr in procs]
+        return [*outs, state], mine, (len(procs[0]._rows), rows_per_tick)
+
+    cached, mine_cached, _ = run(fresh_dicts=False)
+    uncached, _, rows_uncached = run(fresh_dicts=True)
+    assert cached == uncached
+    assert all(cached) and len(cached) == 13
+    peaks = {a for out in cached[:-1] for n, a, *_ in out if n.endswith(".rate.peak")}
+    assert any(("otel_rtc.participant", "p5") in a for a in peaks)  # the late joiner
+    assert len(mine_cached) == 30  # 6 series x 5 counters, one entry each
+    # The fresh-dict source never hits; its cache is cleared rather than growing with
+    # every tick (180 ticks x 30 rows).
+    cache_len, rows_per_tick = rows_uncached
+    assert rows_per_tick >= 30
+    assert cache_len <= 4 * rows_per_tick + 64 + 30  # cleared past 4 ticks' worth
