@@ -289,6 +289,10 @@ class _SampledProcessor(MetricsProcessor):
     """Shared plumbing: lock, sampler subscription, batch feeding and emission."""
 
     component = "rate_processor"
+    _engine_observe: Callable[..., bool]
+    """The ``observe`` of the engine sample rows feed (set by the subclass)."""
+    _selects: Callable[[str], bool]
+    """Whether a source metric name is derived from (set by the subclass)."""
 
     def __init__(self, sampler: CounterSampler | None, clock: Clock) -> None:
         self._lock = threading.Lock()
@@ -303,7 +307,8 @@ class _SampledProcessor(MetricsProcessor):
         self._gated = sampler is not None and sampler.reads_global_sources
         self._attr_dicts: dict[int, tuple[Attrs, dict[str, Any]]] = {}
         self._attr_keys: dict[tuple[tuple[str, Any], ...], Attrs] = {}
-        # Sample rows resolved once: (name, id(attrs)) -> [attrs, target, generation]. A
+        # Sample rows resolved once: (name, id(attrs)) -> [attrs, target, engine key,
+        # generation]. A
         # source that hands out the same attributes object per series on every tick
         # (TrafficAccounting does) costs one lookup per row; the entry holds the object,
         # so its id cannot be reused while cached. ``generation`` is the value of
@@ -311,6 +316,7 @@ class _SampledProcessor(MetricsProcessor):
         # A row not admitted is checked again on every tick; an admitted one only after an
         # export's evictions bump ``_generation``: only they can take admission away.
         self._rows: dict[tuple[str, int], list[Any]] = {}
+        self._row_names: dict[str, bool] = {}
         self._generation = 0
         if sampler is not None:
             sampler.subscribe(self._on_sample)
@@ -325,35 +331,41 @@ class _SampledProcessor(MetricsProcessor):
             cache = self._rows
             if len(cache) > 4 * len(rows) + 64:
                 cache.clear()  # a source building fresh attribute objects every tick
+            names = self._row_names
+            if len(names) > 1024:
+                names.clear()
+            selects = self._selects
             gen = self._generation
-            fast = self._feed_fast
+            observe = self._engine_observe
             for name, attrs, value, start_ns in rows:
+                wanted = names.get(name)
+                if wanted is None:
+                    wanted = names[name] = bool(selects(name))
+                if not wanted:
+                    continue
                 e = cache.get((name, id(attrs)))
                 if e is None or e[0] is not attrs:
-                    e = cache[(name, id(attrs))] = [attrs, self._prepare(name, attrs), -1]
-                target = e[1]
-                if target is None:
-                    continue
-                if e[2] == gen:
-                    fast(target, value, start_ns, time_ns)
-                elif self._feed_admitted(target, value, start_ns, time_ns):
-                    e[2] = gen
+                    e = cache[(name, id(attrs))] = [attrs, *self._prepare(name, attrs), -1]
+                if e[3] == gen:
+                    observe(e[2], value, time_ns, start_ns=start_ns)  # cumulative
+                elif self._feed_admitted(e[1], value, start_ns, time_ns):
+                    e[3] = gen
 
-    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> Any:
-        """What feeding a sample row of ``(name, attrs)`` needs, or ``None`` to skip it."""
+    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> tuple[Any, Hashable]:
+        """What feeding a sample row of a selected ``(name, attrs)`` needs.
+
+        Returns:
+            ``(target for _feed_admitted, the row's key in the processor's engine)``.
+        """
         raise NotImplementedError
 
     def _feed_admitted(self, target: Any, value: float, start_ns: int, time_ns: int) -> bool:
         """Check admission and feed through the full path.
 
         Returns:
-            Whether later samples of the row may take :meth:`_feed_fast` until the next
-            generation.
+            Whether later samples of the row may go straight to the engine until the
+            next generation.
         """
-        raise NotImplementedError
-
-    def _feed_fast(self, target: Any, value: float, start_ns: int, time_ns: int) -> None:
-        """Feed a row admitted in the current generation."""
         raise NotImplementedError
 
     def _key_of(self, attrs: Mapping[str, Any]) -> Attrs:
@@ -433,14 +445,13 @@ class WindowRateProcessor(_SampledProcessor):
         self.deriver = RateDeriver(config, include, clock=clock,
                                    on_drop=_drop_cb(self.component))
         self._engine_observe = self.deriver.engine.observe
+        self._selects = self.deriver.selects
         super().__init__(sampler, clock)
 
-    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> Any:
-        if not self.deriver.selects(name):
-            return None
+    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> tuple[Any, Hashable]:
         a = self._key_of(attrs)
         unit, desc = _KNOWN_UNITS.get(name, ("1", ""))
-        return ((name, a), name, unit, desc, a)
+        return ((name, a), name, unit, desc, a), (name, a)
 
     def _feed_admitted(self, target: Any, value: float, start_ns: int, time_ns: int) -> bool:
         key, name, unit, desc, a = target
@@ -450,9 +461,6 @@ class WindowRateProcessor(_SampledProcessor):
         # The full path records the series' metadata; while the generation holds, the
         # metadata stays (only evict() removes it, and it bumps the generation).
         return self.deriver.observe(key, name, unit, desc, a, value, time_ns, start_ns, True)
-
-    def _feed_fast(self, target: Any, value: float, start_ns: int, time_ns: int) -> None:
-        self._engine_observe(target[0], value, time_ns, start_ns=start_ns, cumulative=True)
 
     def _feed_batch(self, data: MetricsData) -> int:
         latest = 0
@@ -498,12 +506,12 @@ class TrafficLoadProcessor(_SampledProcessor):
             raise ValueError("config must be a TrafficLoadConfig")
         self.deriver = LoadDeriver(config, clock=clock, on_drop=_drop_cb(self.component))
         self._engine_observe = self.deriver.calc.engine.observe
+        self._selects = self.deriver.selects
         super().__init__(sampler, clock)
 
-    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> Any:
-        if not self.deriver.selects(name):
-            return None
-        return ((name, self._key_of(attrs)), self.deriver.series_key(name, attrs))
+    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> tuple[Any, Hashable]:
+        target = ((name, self._key_of(attrs)), self.deriver.series_key(name, attrs))
+        return target, target[1]
 
     def _feed_admitted(self, target: Any, value: float, start_ns: int, time_ns: int) -> bool:
         key, series_key = target
@@ -511,9 +519,6 @@ class TrafficLoadProcessor(_SampledProcessor):
             return False
         self._sampled.add(key)
         return self.deriver.observe_key(series_key, value, time_ns, start_ns, True)
-
-    def _feed_fast(self, target: Any, value: float, start_ns: int, time_ns: int) -> None:
-        self._engine_observe(target[1], value, time_ns, start_ns=start_ns, cumulative=True)
 
     def _feed_batch(self, data: MetricsData) -> int:
         latest = 0

@@ -619,7 +619,7 @@ def test_sample_rows_cached_by_attribute_identity_give_the_uncached_result():
     assert all(cached) and len(cached) == 13
     peaks = {a for out in cached[:-1] for n, a, *_ in out if n.endswith(".rate.peak")}
     assert any(("otel_rtc.participant", "p5") in a for a in peaks)  # the late joiner
-    assert len(mine_cached) == 30  # 6 series x 5 counters, one entry each
+    assert len(mine_cached) == 12  # 6 series x the 2 selected counters, one entry each
     # The fresh-dict source never hits; its cache is cleared rather than growing with
     # every tick (180 ticks x 30 rows).
     cache_len, rows_per_tick = rows_uncached
