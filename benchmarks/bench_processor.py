@@ -237,6 +237,7 @@ def _requests(n_senders, rounds, series, round_s=1, name="otel_rtc.traffic.bytes
 
 
 NOOP_PROCESSOR = Path(__file__).resolve().parent / "_noop_processor.py"
+READ_ONLY_PROCESSOR = Path(__file__).resolve().parent / "_read_only_processor.py"
 
 
 def _cpu_s(pid):
@@ -308,7 +309,9 @@ def bench_collector(processor, n_senders=4, rounds=60, series=500,
 def bench_collectors(rounds, repeats):
     """Interleaved runs of each variant x repeats; medians of points/s and CPU/point.
 
-    Variants: no processor; a no-op Python processor; the otel_rtc processor on the
+    Variants: no processor; a no-op Python processor; a Python processor that only reads
+    each point's attributes, times and value (the floor of any rate processor); the
+    otel_rtc processor on the
     traffic counters it derives from (every point selected: the worst case); the
     otel_rtc processor on a metric it does not select (pass-through).
     """
@@ -316,6 +319,7 @@ def bench_collectors(rounds, repeats):
 
     variants = {"none": (None, "otel_rtc.traffic.bytes"),
                 "noop": (NOOP_PROCESSOR, "otel_rtc.traffic.bytes"),
+                "read_only": (READ_ONLY_PROCESSOR, "otel_rtc.traffic.bytes"),
                 "otel_rtc": (processor_path(), "otel_rtc.traffic.bytes"),
                 "passthrough": (processor_path(), "app.bytes")}
     pps = {k: [] for k in variants}
@@ -422,7 +426,11 @@ def main():
               f"{ticks / r['export_s'] * 100:.0f}% of the export)")
         total = ticks + r["transform_s"]
         print(f"per 60 s export interval, ticks + transform {total * 1e3:.1f} ms "
-              f"({total / r['export_s'] * 100:.0f}% of the export)")
+              f"({total / r['export_s'] * 100:.0f}% of the export; "
+              f"{total / 60 * 100:.3f}% of one CPU core)")
+        print(f"floor of any processor emitting these {r['points_out'] - r['points']} points "
+              f"as SDK objects: {r['build_s'] / r['export_s'] * 100:.0f}% of the export "
+              f"(the building alone, nothing computed)")
 
     rounds = 20 if args.quick else 60
     rates, cpu, n_derived = bench_collectors(rounds, args.repeats)
@@ -430,6 +438,7 @@ def main():
     print(f"\n## collector (rotel-agent -> loopback receiver, 4 senders x 500 series x "
           f"{rounds} rounds, median of {args.repeats} interleaved runs)")
     labels = {"none": "without processor", "noop": "no-op Python processor",
+              "read_only": "read-only Python processor",
               "otel_rtc": "otel_rtc processor", "passthrough": "otel_rtc, unselected"}
     for k, label in labels.items():
         note = "" if k == "none" else f"  ({rates[k] / base * 100:3.0f}% of without)"

@@ -36,7 +36,9 @@ def register_sample_source(source: SampleSource) -> None:
     """Make ``source`` readable by every :class:`~otel_rtc.CounterSampler` of global sources.
 
     Bound methods are held weakly (a garbage-collected owner simply stops being read),
-    e.g. ``register_sample_source(traffic.snapshot)``.
+    e.g. ``register_sample_source(traffic.snapshot)``. Return the same attributes object
+    for a series on every call (never mutated): the processors recognise a row by that
+    object's identity and skip resolving it again on every tick.
     """
     with _sources_lock:
         _sources.append(_ref(source))
