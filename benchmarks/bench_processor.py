@@ -421,6 +421,10 @@ def main():
               f"({r['again_s'] / r['export_s'] * 100:.0f}% of the export)")
         print(f"export incl. the derived points      {r['export_derived_s'] * 1e3:8.2f} ms  "
               f"({r['export_derived_s'] / r['export_s']:.2f} x the plain export)")
+        with_proc = r["transform_s"] + r["export_derived_s"]
+        print(f"source points/s through the exporter: plain {r['points'] / r['export_s']:,.0f}, "
+              f"with the processors {r['points'] / with_proc:,.0f} "
+              f"({r['export_s'] / with_proc * 100:.0f}% of plain)")
         print(f"sampler tick (1/s, off the hot path) {r['tick_s'] * 1e3:8.2f} ms  "
               f"(60 ticks per 60 s export interval: {ticks * 1e3:.1f} ms = "
               f"{ticks / r['export_s'] * 100:.0f}% of the export)")
