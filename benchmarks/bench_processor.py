@@ -93,7 +93,12 @@ def bench_core(n_series, rounds=100):
 
 # -- 2. in-process -----------------------------------------------------------------------
 
-def _inprocess_setup(n_streams, seconds, export_every=60):
+LEAN = {"windows_s": (10.0,), "peak_subwindows_s": (1.0,), "max_samples_per_series": 32}
+"""A lean configuration: the span mean, one 10 s window and the 1 s peak per series
+(``OTEL_RTC_RATE_WINDOWS=10 OTEL_RTC_RATE_PEAKS=1 OTEL_RTC_RATE_MAX_SAMPLES=32``)."""
+
+
+def _inprocess_setup(n_streams, seconds, export_every=60, rate_config=None):
     """Pipeline, processors and ``seconds`` of 1 s samples, exported every 60 s.
 
     The processors run at every ``export_every`` seconds but the last, so the measured
@@ -116,8 +121,12 @@ def _inprocess_setup(n_streams, seconds, export_every=60):
     streams = [(f"room{i // 10}", f"p{i}", ("up", "down")[i % 2],
                 ("audio", "video", "data")[i % 3]) for i in range(n_streams)]
     sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
-    procs = [WindowRateProcessor(sampler=sampler, clock=clock),
-             TrafficLoadProcessor(sampler=sampler, clock=clock)]
+    from otel_rtc._rates import RateConfig
+    from otel_rtc._traffic_load import TrafficLoadConfig
+
+    rc = RateConfig(**rate_config) if rate_config else RateConfig()
+    procs = [WindowRateProcessor(rc, sampler=sampler, clock=clock),
+             TrafficLoadProcessor(TrafficLoadConfig(rate=rc), sampler=sampler, clock=clock)]
 
     def transform(data):
         out = data
@@ -152,7 +161,7 @@ def _export_ok(exp, data, success):
     assert exp.export(data) is success
 
 
-def bench_inprocess(n_streams, seconds=60, repeats=5):
+def bench_inprocess(n_streams, seconds=60, repeats=5, rate_config=None):
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.sdk.metrics.export import MetricExportResult
 
@@ -166,7 +175,8 @@ def bench_inprocess(n_streams, seconds=60, repeats=5):
         # Interleaved, so a slow phase of a shared machine hits both alike. Each repeat
         # builds its state afresh: the transform is measured once per state.
         for _ in range(repeats):
-            p, procs, transform, tick_times, clock = _inprocess_setup(n_streams, seconds)
+            p, procs, transform, tick_times, clock = _inprocess_setup(
+                n_streams, seconds, rate_config=rate_config)
             ticks.extend(tick_times)
             data = p.metric_reader.get_metrics_data()
             export_s = min(export_s, _timed(_export_ok, exp, data, MetricExportResult.SUCCESS))
@@ -404,12 +414,14 @@ def main():
     for new, rate in der.items():
         print(f"derive, full ring, {new:2d} new samples {rate:11,.0f} series/s")
 
-    for seconds in (int(x) for x in args.seconds.split(",") if x.strip()):
-        r = bench_inprocess(args.series // 5, seconds)
+    runs = [(int(x), None, "") for x in args.seconds.split(",") if x.strip()]
+    runs.append((60, LEAN, ", lean config: span + 10 s window + 1 s peak"))
+    for seconds, rate_config, label in runs:
+        r = bench_inprocess(args.series // 5, seconds, rate_config=rate_config)
         ratio = r["transform_s"] / r["export_s"]
         ticks = 60 * r["tick_s"]  # the SDK's default 60 s export interval, 1 s samples
-        print(f"\n## in-process, rings holding {seconds} s of 1 s samples, 60 s new since "
-              f"the previous export ({r['points']} source points in the batch, "
+        print(f"\n## in-process{label}, rings holding {seconds} s of 1 s samples, 60 s new "
+              f"since the previous export ({r['points']} source points in the batch, "
               f"{r['points_out'] - r['points']} derived)")
         print(f"plain OTLP/HTTP export of the batch  {r['export_s'] * 1e3:8.2f} ms")
         print(f"processors' transform (rates+load)   {r['transform_s'] * 1e3:8.2f} ms  "
