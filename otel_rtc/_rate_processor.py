@@ -308,13 +308,13 @@ class _SampledProcessor(MetricsProcessor):
         self._attr_dicts: dict[int, tuple[Attrs, dict[str, Any]]] = {}
         self._attr_keys: dict[tuple[tuple[str, Any], ...], Attrs] = {}
         # Sample rows resolved once: (name, id(attrs)) -> [attrs, target, engine key,
-        # generation]. A
-        # source that hands out the same attributes object per series on every tick
-        # (TrafficAccounting does) costs one lookup per row; the entry holds the object,
-        # so its id cannot be reused while cached. ``generation`` is the value of
-        # ``_generation`` when the row was last admitted (gating, ``_sampled``, metadata).
-        # A row not admitted is checked again on every tick; an admitted one only after an
-        # export's evictions bump ``_generation``: only they can take admission away.
+        # generation]. A source that hands out the same attributes object per series on
+        # every tick (TrafficAccounting does) costs one lookup per row; the entry holds
+        # the object, so its id cannot be reused while cached. ``generation`` is the
+        # value of ``_generation`` when the row was last admitted (gating, ``_sampled``,
+        # metadata). A row not admitted is checked again on every tick; an admitted one
+        # only after an export's evictions bump ``_generation``: only they can take
+        # admission away.
         self._rows: dict[tuple[str, int], list[Any]] = {}
         self._row_names: dict[str, bool] = {}
         self._generation = 0

@@ -621,7 +621,7 @@ def test_sample_rows_cached_by_attribute_identity_give_the_uncached_result():
     assert any(("otel_rtc.participant", "p5") in a for a in peaks)  # the late joiner
     assert len(mine_cached) == 12  # 6 series x the 2 selected counters, one entry each
     # The fresh-dict source never hits; its cache is cleared rather than growing with
-    # every tick (180 ticks x 30 rows).
+    # every tick (180 ticks x 12 selected rows).
     cache_len, rows_per_tick = rows_uncached
     assert rows_per_tick >= 30
-    assert cache_len <= 4 * rows_per_tick + 64 + 30  # cleared past 4 ticks' worth
+    assert cache_len <= 4 * rows_per_tick + 64 + 12  # cleared past 4 ticks' worth
