@@ -10,8 +10,11 @@ Run it with ``./demo.sh`` (or ``python -m examples.demo``). It
    buffer drops some, the client resends after a timeout;
 3. prints a live summary about once a second: progress, latency percentiles (queue
    wait, processing, receive-to-finish), bursts, drops and resends;
-4. briefly runs the simulated SFU (``examples/sfu_pubsub.py``, simulated time) so the
-   pub/sub, session and traffic metrics are in the files too (``--no-sfu`` skips it);
+4. runs the simulated SFU (``examples/sfu_pubsub.py``) beside the server, in real
+   time, so the pub/sub, session and traffic metrics are in the files too, and with
+   them what the default metric processors derive from the traffic counters: true
+   window rates, 1 s and 5 s peaks, and the per-room traffic load with its top-N
+   participants (``--no-sfu`` skips it);
 5. prints a final summary and where the telemetry was written, with how to open it.
 """
 
@@ -22,6 +25,7 @@ import asyncio
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -218,13 +222,33 @@ def _run_server(args: argparse.Namespace, h: Telemetry, live: LiveSummary) -> An
     ))
 
 
-def _run_sfu(h: Telemetry, seconds: float) -> dict[str, Any]:
-    from examples import sfu_pubsub
+class _SfuThread(threading.Thread):
+    """The simulated SFU in real time, beside the message server.
 
-    # Simulated time: instant. Flush while the SFU's observable instruments are alive.
-    return sfu_pubsub.run(seconds, virtual=True, seed=1, tracer_provider=h.tracer_provider,
-                          meter_provider=h.meter_provider, logger_provider=h.logger_provider,
-                          on_finish=lambda: h.force_flush())
+    Real time, so that the rate sampler reads its traffic counters every second and the
+    periodic exports carry true rates, peaks and the traffic load. Per participant, so
+    that the load has participant scores, shares and a top-N.
+    """
+
+    def __init__(self, h: Telemetry, seconds: float) -> None:
+        super().__init__(name="demo-sfu", daemon=True)
+        self.h = h
+        self.seconds = seconds
+        self.summary: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from examples import sfu_pubsub
+
+        h = self.h
+        try:
+            # Flush at the end while the SFU's observable instruments are alive.
+            self.summary = sfu_pubsub.run(
+                self.seconds, virtual=False, seed=1, per_participant=True,
+                tracer_provider=h.tracer_provider, meter_provider=h.meter_provider,
+                logger_provider=h.logger_provider, on_finish=lambda: h.force_flush())
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,14 +261,23 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the OTLP JSON files go when no endpoint is set "
                          "(default: $OTEL_RTC_OUTPUT_DIR or ./telemetry-out)")
     ap.add_argument("--seed", type=int, default=0, help="random seed of the load")
-    ap.add_argument("--sfu-seconds", type=float, default=10.0,
-                    help="simulated seconds of the SFU example (default 10)")
+    ap.add_argument("--sfu-seconds", type=float, default=None,
+                    help="seconds the simulated SFU runs, in real time, beside the "
+                         "message server (default: --duration)")
     ap.add_argument("--no-sfu", action="store_true", help="skip the simulated SFU")
+    ap.add_argument("--export-interval", type=float, default=5.0,
+                    help="seconds between metric exports (default 5)")
     ap.add_argument("--fresh", action="store_true",
                     help="delete earlier demo files in the output directory first")
     args = ap.parse_args(argv)
     if not 0 < args.duration <= 600:
         ap.error("--duration must be in (0, 600]")
+    if args.sfu_seconds is None:
+        args.sfu_seconds = args.duration
+    if not 0 < args.sfu_seconds <= 600:
+        ap.error("--sfu-seconds must be in (0, 600]")
+    if not 0 < args.export_interval <= 60:
+        ap.error("--export-interval must be in (0, 60]")
 
     if args.fresh and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         out_dir = Path(args.output_dir or os.environ.get("OTEL_RTC_OUTPUT_DIR")
@@ -253,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
             (out_dir / name).unlink(missing_ok=True)
 
     h = configure(service_name=os.environ.get("OTEL_SERVICE_NAME") or "otel-rtc-demo",
-                  output_dir=args.output_dir, export_interval_s=5.0, bursts=True)
+                  output_dir=args.output_dir, export_interval_s=args.export_interval,
+                  bursts=True)
     where = (f"files in {h.output_dir}" if h.mode == "file"
              else f"OTLP {h.protocol}" if h.mode == "otlp" else "nowhere (disabled)")
     print(f"otel_rtc demo: message server under bursty load for {args.duration:g} s; "
@@ -261,17 +295,28 @@ def main(argv: list[str] | None = None) -> int:
     live = LiveSummary(args.duration)
     stats: Any = None
     status = 0
+    sfu = None if args.no_sfu else _SfuThread(h, args.sfu_seconds)
     try:
+        if sfu is not None:
+            sfu.start()
         stats = _run_server(args, h, live)
         if stats is not None:
             live.latest = stats
         live.finish()
-        if not args.no_sfu:
-            summary = _run_sfu(h, args.sfu_seconds)
-            print(f"simulated SFU ({args.sfu_seconds:g} s simulated): "
-                  f"{summary.get('participant_joined', 0)} joins, "
-                  f"{summary.get('subscriptions.first', 0)} first subscriptions, "
-                  f"{summary.get('subscriptions.retry', 0)} retries", flush=True)
+        if sfu is not None:
+            sfu.join()
+            if sfu.error is not None:
+                print(f"simulated SFU failed: {sfu.error!r}", file=sys.stderr, flush=True)
+                status = 1
+            else:
+                summary = sfu.summary or {}
+                print(f"simulated SFU ({args.sfu_seconds:g} s, beside the server): "
+                      f"{summary.get('participant_joined', 0)} joins, "
+                      f"{summary.get('subscriptions.first', 0)} first subscriptions, "
+                      f"{summary.get('subscriptions.retry', 0)} retries; its traffic "
+                      f"counters' true rates and load are in the metrics "
+                      f"(otel_rtc.traffic.*.rate, otel_rtc.traffic.load.*; "
+                      f"docs/processor.md)", flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted", flush=True)
         status = 130

@@ -89,7 +89,7 @@ def test_demo_end_to_end(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     res = subprocess.run(
         [sys.executable, "-m", "examples.demo", "--duration", "3", "--output-dir",
-         str(out_dir), "--sfu-seconds", "5"],
+         str(out_dir), "--sfu-seconds", "5", "--export-interval", "1"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90,
     )
     assert res.returncode == 0, res.stdout + res.stderr
@@ -112,8 +112,13 @@ def test_demo_end_to_end(tmp_path):
              for sm in rm["scopeMetrics"] for m in sm["metrics"]}
     for name in ("messaging.process.duration", "otel_rtc.message.queue_wait.duration",
                  "otel_rtc.burst.duration", "messaging.client.consumed.messages",
-                 "otel_rtc.subscription.duration"):
+                 "otel_rtc.subscription.duration",
+                 # the SFU runs in real time beside the server, so the default processors
+                 # derive true rates, sampled peaks and the per-participant load
+                 "otel_rtc.traffic.bytes.rate", "otel_rtc.traffic.bytes.rate.peak",
+                 "otel_rtc.traffic.load.score", "otel_rtc.traffic.load.share"):
         assert name in names, name
+    assert "beside the server" in out and "otel_rtc.traffic.*.rate" in out
     spans = [s for doc in _jsonl(out_dir / "traces.jsonl") for rs in doc["resourceSpans"]
              for ss in rs["scopeSpans"] for s in ss["spans"]]
     assert any(s.get("kind") == SPAN_KIND_CONSUMER and s["name"].startswith("process ")
@@ -157,7 +162,9 @@ def test_getting_started_example_runs_as_written(tmp_path):
 
 
 def test_demo_rejects_bad_duration():
-    res = subprocess.run([sys.executable, "-m", "examples.demo", "--duration", "0"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert res.returncode == 2 and "--duration" in res.stderr
+    for flag, value in (("--duration", "0"), ("--sfu-seconds", "-1"),
+                        ("--export-interval", "0")):
+        res = subprocess.run([sys.executable, "-m", "examples.demo", flag, value],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert res.returncode == 2 and flag in res.stderr, (flag, res.stderr)
