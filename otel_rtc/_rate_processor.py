@@ -337,19 +337,26 @@ class _SampledProcessor(MetricsProcessor):
             selects = self._selects
             gen = self._generation
             observe = self._engine_observe
-            for name, attrs, value, start_ns in rows:
-                wanted = names.get(name)
-                if wanted is None:
-                    wanted = names[name] = bool(selects(name))
-                if not wanted:
-                    continue
-                e = cache.get((name, id(attrs)))
-                if e is None or e[0] is not attrs:
-                    e = cache[(name, id(attrs))] = [attrs, *self._prepare(name, attrs), -1]
-                if e[3] == gen:
-                    observe(e[2], value, time_ns, start_ns=start_ns)  # cumulative
-                elif self._feed_admitted(e[1], value, start_ns, time_ns):
-                    e[3] = gen
+            for row in rows:
+                try:
+                    name, attrs, value, start_ns = row
+                    wanted = names.get(name)
+                    if wanted is None:
+                        if not isinstance(name, str):
+                            raise TypeError("metric name must be a str")
+                        wanted = names[name] = bool(selects(name))
+                    if not wanted:
+                        continue
+                    e = cache.get((name, id(attrs)))
+                    if e is None or e[0] is not attrs:
+                        e = cache[(name, id(attrs))] = [attrs, *self._prepare(name, attrs),
+                                                        -1]
+                    if e[3] == gen:
+                        observe(e[2], value, time_ns, start_ns=start_ns)  # cumulative
+                    elif self._feed_admitted(e[1], value, start_ns, time_ns):
+                        e[3] = gen
+                except Exception:  # a malformed row of some source: only it is lost
+                    count_drop(self.component, "invalid_sample")
 
     def _prepare(self, name: str, attrs: Mapping[str, Any]) -> tuple[Any, Hashable]:
         """What feeding a sample row of a selected ``(name, attrs)`` needs.

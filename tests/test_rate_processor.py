@@ -304,6 +304,35 @@ def test_failing_source_and_subscriber_are_contained():
     assert _self_telemetry.error_count("rate_sampler.subscriber") == 1
 
 
+def test_malformed_sample_rows_are_counted_and_skipped_not_the_whole_tick():
+    clock = ManualClock(T0)
+    good = {"otel_rtc.room": "r", "otel_rtc.direction": "up", "otel_rtc.media.kind": "audio"}
+    value = [0.0]
+
+    def src():
+        return [("otel_rtc.traffic.bytes",),  # too short
+                ("otel_rtc.traffic.bytes", ["not", "a", "mapping"], 1.0, T0),
+                (None, good, 1.0, T0),  # no metric name
+                ("otel_rtc.traffic.bytes", good, value[0], T0)]
+
+    sampler = CounterSampler(1.0, sources=[src], clock=clock, autostart=False)
+    rates = WindowRateProcessor(sampler=sampler, clock=clock)
+    load = TrafficLoadProcessor(sampler=sampler, clock=clock)
+    for _ in range(12):
+        clock.advance(S)
+        value[0] += 1000.0
+        sampler.sample_now()
+    # three malformed rows per tick per processor; the good row still fed every tick
+    assert _self_telemetry.drop_count("rate_processor", "invalid_sample") == 36
+    assert _self_telemetry.drop_count("traffic_load_processor", "invalid_sample") == 36
+    key = ("otel_rtc.traffic.bytes", tuple(sorted(good.items())))
+    r = rates.deriver.engine.rates(key)
+    assert r is not None and r.peak_rates[1.0] == pytest.approx(1000.0)
+    assert _self_telemetry.error_count() == 0
+    for pr in (rates, load):
+        pr.shutdown()
+
+
 @pytest.mark.parametrize("kwargs", [{"period_s": 0}, {"period_s": -1}, {"period_s": True}])
 def test_sampler_rejects_bad_period(kwargs):
     with pytest.raises(ValueError):
