@@ -67,6 +67,21 @@ def apply_export_stage(metrics_data: MetricsData, registry: LocalAggregationRegi
     return data
 
 
+def close_export_stage(registry: LocalAggregationRegistry,
+                       processors: Sequence[MetricsProcessor], component: str) -> None:
+    """Shut down ``processors`` and retire ``registry``: the end of an export stage.
+
+    Shared by the push exporter and the Prometheus pull reader. Never raises: a failing
+    processor is reported under ``component`` and the others are still shut down.
+    """
+    for processor in processors:
+        try:
+            processor.shutdown()
+        except Exception as exc:
+            report_error(f"{component}.{type(processor).__name__}", exc)
+    registry.active = False
+
+
 class RtcMetricExporter(MetricExporter):
     """Wraps ``inner`` and adds otel_rtc's aggregates and derived metrics to its exports.
 
@@ -137,12 +152,7 @@ class RtcMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
         """Shut down processors and the inner exporter; later events use the SDK path."""
-        for processor in self.processors:
-            try:
-                processor.shutdown()
-            except Exception as exc:
-                report_error(f"exporter.{type(processor).__name__}", exc)
-        self.registry.active = False
+        close_export_stage(self.registry, self.processors, "exporter")
         _bump_generation()
         self.inner.shutdown(timeout_millis=timeout_millis)
 

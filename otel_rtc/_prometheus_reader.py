@@ -20,9 +20,8 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
     raise ImportError("RtcPrometheusMetricReader needs the 'prometheus' extra: "
                       "pip install 'otel-rtc[prometheus]'") from _exc
 
-from otel_rtc._exporter import MetricsProcessor, apply_export_stage
+from otel_rtc._exporter import MetricsProcessor, apply_export_stage, close_export_stage
 from otel_rtc._local_aggregation import LocalAggregationRegistry, bind_registry
-from otel_rtc._self_telemetry import report_error
 
 __all__ = ["RtcPrometheusMetricReader"]
 
@@ -80,10 +79,5 @@ class RtcPrometheusMetricReader(PrometheusMetricReader):  # type: ignore[misc]
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Stop the processors' samplers, then the reader."""
-        for p in self.processors:
-            try:
-                p.shutdown()
-            except Exception as exc:
-                report_error(f"prometheus_reader.{type(p).__name__}", exc)
-        self.rtc_registry.active = False
+        close_export_stage(self.rtc_registry, self.processors, "prometheus_reader")
         super().shutdown(timeout_millis=timeout_millis, **kwargs)
