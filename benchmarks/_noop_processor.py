@@ -2,7 +2,7 @@
 
 ``bench_processor`` runs the collector with it as a second baseline, next to no processor
 at all, to separate what calling into the embedded interpreter costs from what
-``otel_rtc.collector_processor`` adds.
+``otel_rtc.collector.processor`` adds.
 """
 
 from typing import Any

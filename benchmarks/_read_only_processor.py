@@ -1,7 +1,7 @@
 """A Rotel metrics processor that only reads what any rate processor must read.
 
 For every point of every monotonic sum it reads the time, the start time, the value and
-the attributes (key and value of each, once, as ``otel_rtc.collector_processor`` does),
+the attributes (key and value of each, once, as ``otel_rtc.collector.processor`` does),
 and computes nothing. ``bench_processor`` runs it as the floor of a Python processor:
 what knowing each point's series and value costs through Rotel's pyo3 objects, before
 any rate is derived.

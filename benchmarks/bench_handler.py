@@ -36,9 +36,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
-from otel_rtc._burst_telemetry import BurstMonitor
-from otel_rtc._handler import MessageHandler
-from otel_rtc._switch import BurstSwitches
+from otel_rtc.core.switch import BurstSwitches
+from otel_rtc.instrumentation.bursts import BurstMonitor
+from otel_rtc.instrumentation.handler import MessageHandler
 from otel_rtc.testing import make_test_pipeline
 
 N = 20_000

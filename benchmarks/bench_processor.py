@@ -16,7 +16,7 @@ Measured in one run, each next to its baseline:
    the same transform again with nothing new; and the sampler's cost per tick;
 3. **collector**: points/s through a real ``rotel-agent`` forwarding to a loopback
    receiver, with no processor, with a no-op Python processor (Rotel's hook alone) and
-   with ``otel_rtc.collector_processor``; the three are interleaved, ``--repeats``
+   with ``otel_rtc.collector.processor``; the three are interleaved, ``--repeats``
    times, and the median is reported;
 4. **memory** per series (tracemalloc) of the rate and load state.
 
@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_rates import best_of  # the same timing helper as the core benchmark
 
-from otel_rtc._clock import ManualClock
-from otel_rtc._derived import RateDeriver
-from otel_rtc._rates import RateConfig
+from otel_rtc.core.clock import ManualClock
+from otel_rtc.core.derived import RateDeriver
+from otel_rtc.core.rates import RateConfig
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -106,12 +106,12 @@ def _inprocess_setup(n_streams, seconds, export_every=60, rate_config=None):
     (the peaks are maintained incrementally: a transform pays for the samples taken
     since the previous one, so repeating a transform on the same data would hide that).
     """
-    from otel_rtc._rate_processor import (
+    from otel_rtc.instrumentation.traffic import TrafficAccounting
+    from otel_rtc.sdk.processors import (
         CounterSampler,
         TrafficLoadProcessor,
         WindowRateProcessor,
     )
-    from otel_rtc._traffic import TrafficAccounting
     from otel_rtc.testing import make_test_pipeline
 
     clock = ManualClock(T0)
@@ -121,8 +121,8 @@ def _inprocess_setup(n_streams, seconds, export_every=60, rate_config=None):
     streams = [(f"room{i // 10}", f"p{i}", ("up", "down")[i % 2],
                 ("audio", "video", "data")[i % 3]) for i in range(n_streams)]
     sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
-    from otel_rtc._rates import RateConfig
-    from otel_rtc._traffic_load import TrafficLoadConfig
+    from otel_rtc.core.load import TrafficLoadConfig
+    from otel_rtc.core.rates import RateConfig
 
     rc = RateConfig(**rate_config) if rate_config else RateConfig()
     procs = [WindowRateProcessor(rc, sampler=sampler, clock=clock),
@@ -165,7 +165,7 @@ def bench_inprocess(n_streams, seconds=60, repeats=5, rate_config=None):
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.sdk.metrics.export import MetricExportResult
 
-    from otel_rtc._rate_processor import _to_metrics
+    from otel_rtc.sdk.processors import _to_metrics
     from tests._otlp_receiver import OtlpReceiver
 
     export_s = transform_s = again_s = build_s = export_derived_s = float("inf")
@@ -265,7 +265,7 @@ def bench_collector(processor, n_senders=4, rounds=60, series=500,
     clock runs from the first POST until the receiver holds every source point; the
     agent's CPU time is read from ``/proc`` over the same span.
     """
-    from otel_rtc._rotel import RotelCollector
+    from otel_rtc.collector.rotel import RotelCollector
     from tests._otlp_receiver import OtlpReceiver
 
     bodies = _requests(n_senders, rounds, series, name=name)
@@ -325,7 +325,7 @@ def bench_collectors(rounds, repeats):
     traffic counters it derives from (every point selected: the worst case); the
     otel_rtc processor on a metric it does not select (pass-through).
     """
-    from otel_rtc._rotel import processor_path
+    from otel_rtc.collector.rotel import processor_path
 
     variants = {"none": (None, "otel_rtc.traffic.bytes"),
                 "noop": (NOOP_PROCESSOR, "otel_rtc.traffic.bytes"),
@@ -349,7 +349,7 @@ def bench_collectors(rounds, repeats):
 # -- 4. memory ---------------------------------------------------------------------------
 
 def bench_memory(n_series=2000, samples=300):
-    from otel_rtc._derived import LoadDeriver
+    from otel_rtc.core.derived import LoadDeriver
 
     out = {}
     for ring in (320, 64):
@@ -369,7 +369,7 @@ def bench_memory(n_series=2000, samples=300):
         used = sum(st.size_diff for st in after.compare_to(before, "filename"))
         out[f"rate ring {ring}"] = used / n_series
         del d
-    from otel_rtc._traffic_load import TrafficLoadConfig
+    from otel_rtc.core.load import TrafficLoadConfig
 
     gc.collect()
     tracemalloc.start()

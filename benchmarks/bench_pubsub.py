@@ -32,8 +32,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
-from otel_rtc._pubsub import PubSubTelemetry
-from otel_rtc._traffic import TrafficAccounting
+from otel_rtc.instrumentation.pubsub import PubSubTelemetry
+from otel_rtc.instrumentation.traffic import TrafficAccounting
 from otel_rtc.testing import make_test_pipeline
 
 N = 20_000

@@ -22,7 +22,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from otel_rtc._rates import RateConfig, RateEngine, SeriesRates
+from otel_rtc.core.rates import RateConfig, RateEngine, SeriesRates
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -146,7 +146,7 @@ def bench_rates(n_series, samples, new):
     ring (``_rescan``, the definition the incremental peaks are checked against, and
     what every read cost before), measured on the same data in the same run.
     """
-    from otel_rtc._rates import _rescan
+    from otel_rtc.core.rates import _rescan
 
     eng = RateEngine(RateConfig(max_series=n_series + 1, max_samples_per_series=samples),
                      clock=lambda: T0)

@@ -5,7 +5,7 @@ Run: .venv/bin/python benchmarks/profile_processor.py [--top 25] [--rounds 40]
 1. the in-process transform (``WindowRateProcessor`` + ``TrafficLoadProcessor``) of the
    ``bench_processor`` batch, rings holding 300 s of 1 s samples, 60 s of them new since
    the previous export;
-2. ``otel_rtc.collector_processor`` inside a real ``rotel-agent``, through a wrapper
+2. ``otel_rtc.collector.processor`` inside a real ``rotel-agent``, through a wrapper
    module that profiles every ``process_metrics`` call and writes the statistics to a
    temporary file read back here.
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 _WRAPPER = '''
 import cProfile, pstats, sys
 sys.path.insert(0, {root!r})
-from otel_rtc import collector_processor as _cp
+from otel_rtc.collector import processor as _cp
 _pr = cProfile.Profile()
 _n = [0]
 

@@ -25,7 +25,7 @@ done < "$env_file"
 # Where are rotel-agent, the processor module and the otel_rtc package?
 eval "$("$PY" - <<'PYEOF'
 import shlex
-from otel_rtc._rotel import PACKAGE_PARENT, find_rotel, processor_path
+from otel_rtc.collector.rotel import PACKAGE_PARENT, find_rotel, processor_path
 b = find_rotel()
 print(f"ROTEL_BIN={shlex.quote(str(b) if b else '')}")
 p = processor_path()
@@ -41,7 +41,7 @@ if [ "${OTEL_RTC_NO_PROCESSOR:-0}" != "1" ]; then
   if [ -n "$PROCESSOR" ]; then
     export ROTEL_OTLP_WITH_METRICS_PROCESSOR="${ROTEL_OTLP_WITH_METRICS_PROCESSOR:-$PROCESSOR}"
   else
-    echo "warning: otel_rtc/collector_processor.py not found; running without it" >&2
+    echo "warning: otel_rtc/collector/processor.py not found; running without it" >&2
   fi
 fi
 # rotel-agent's embedded Python must be able to `import otel_rtc`.

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from otel_rtc._rates import RateConfig, RateEngine
+from otel_rtc.core.rates import RateConfig, RateEngine
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S

@@ -29,10 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_rtc._clock import NS_PER_S, ManualClock
-from otel_rtc._pubsub import PubSubTelemetry, Subscription
-from otel_rtc._sessions import SessionEvent, SessionRegistry
-from otel_rtc._traffic import TrafficAccounting
+from otel_rtc.core.clock import NS_PER_S, ManualClock
+from otel_rtc.instrumentation.pubsub import PubSubTelemetry, Subscription
+from otel_rtc.instrumentation.sessions import SessionEvent, SessionRegistry
+from otel_rtc.instrumentation.traffic import TrafficAccounting
 
 TICK_NS = NS_PER_S // 10
 MS = NS_PER_S // 1000
@@ -308,7 +308,7 @@ def run(duration_s: float = 10.0, *, rooms: int = 3, seed: int = 1, virtual: boo
 def _providers() -> tuple[Any, Any, Any, Callable[[], None]]:
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         try:
-            from otel_rtc._configure import configure  # type: ignore[import-not-found]
+            from otel_rtc.sdk.configure import configure  # type: ignore[import-not-found]
 
             handle = configure()
             shutdown = getattr(handle, "shutdown", lambda: None)
@@ -324,7 +324,7 @@ def _providers() -> tuple[Any, Any, Any, Callable[[], None]]:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        from otel_rtc._exporter import RtcMetricExporter
+        from otel_rtc.sdk.export import RtcMetricExporter
 
         tp = TracerProvider()
         tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))

@@ -1,7 +1,7 @@
 """otel_rtc: OpenTelemetry instrumentation for real-time messaging and media systems.
 
 Public names are loaded lazily (PEP 562): ``import otel_rtc`` is cheap, and the pure
-core modules (``otel_rtc._burst``, ``otel_rtc._rates``, ...) can be imported inside a
+core modules (``otel_rtc.core.bursts``, ``otel_rtc.core.rates``, ...) can be imported inside a
 collector's embedded interpreter without the OpenTelemetry SDK.
 """
 
@@ -14,67 +14,67 @@ from otel_rtc.version import __version__
 
 # public name -> private module that defines it
 _EXPORTS: dict[str, str] = {
-    "AttrSet": "_attributes",
-    "intern_attrs": "_attributes",
-    "BoundedBuffer": "_buffers",
-    "InstrumentedAsyncQueue": "_buffers",
-    "InstrumentedQueue": "_buffers",
-    "last_enqueue_ns": "_buffers",
-    "BurstRecord": "_burst",
-    "BurstTracker": "_burst",
-    "FrameStats": "_burst",
-    "BurstMonitor": "_burst_telemetry",
-    "get_burst_monitor": "_burst_telemetry",
-    "Clock": "_clock",
-    "ManualClock": "_clock",
-    "wall_clock_ns": "_clock",
-    "Telemetry": "_configure",
-    "configure": "_configure",
-    "MetricsProcessor": "_exporter",
-    "RtcMetricExporter": "_exporter",
-    "RtcOTLPMetricExporter": "_exporter",
-    "MessageHandler": "_handler",
-    "MessageScope": "_handler",
-    "RtcInstrumentor": "_instrumentor",
-    "CounterSpec": "_local_aggregation",
-    "HistogramSpec": "_local_aggregation",
-    "LocalAggregationRegistry": "_local_aggregation",
-    "bind_registry": "_local_aggregation",
-    "default_registry": "_local_aggregation",
-    "PubSubTelemetry": "_pubsub",
-    "Publication": "_pubsub",
-    "Subscription": "_pubsub",
-    "CounterSampler": "_rate_processor",
-    "TrafficLoadProcessor": "_rate_processor",
-    "WindowRateProcessor": "_rate_processor",
-    "register_sample_source": "_rate_processor",
-    "unregister_sample_source": "_rate_processor",
-    "RateConfig": "_rates",
-    "RateEngine": "_rates",
-    "SeriesRates": "_rates",
-    "RtcPrometheusMetricReader": "_prometheus_reader",
-    "RotelCollector": "_rotel",
-    "RotelError": "_rotel",
-    "RotelNotInstalledError": "_rotel",
-    "find_rotel": "_rotel",
-    "default_processors": "_defaults",
-    "drop_count": "_self_telemetry",
-    "error_count": "_self_telemetry",
-    "Session": "_sessions",
-    "SessionEvent": "_sessions",
-    "SessionRegistry": "_sessions",
-    "BurstSwitches": "_switch",
-    "get_switches": "_switch",
-    "set_burst_enabled": "_switch",
-    "set_burst_log_data": "_switch",
-    "set_burst_log_stats": "_switch",
-    "set_config_file": "_switch",
-    "TrafficAccounting": "_traffic",
-    "LoadWeights": "_traffic_load",
-    "ParticipantLoad": "_traffic_load",
-    "RoomLoad": "_traffic_load",
-    "TrafficLoadCalculator": "_traffic_load",
-    "TrafficLoadConfig": "_traffic_load",
+    "AttrSet": "instrumentation.attributes",
+    "intern_attrs": "instrumentation.attributes",
+    "BoundedBuffer": "instrumentation.buffers",
+    "InstrumentedAsyncQueue": "instrumentation.buffers",
+    "InstrumentedQueue": "instrumentation.buffers",
+    "last_enqueue_ns": "instrumentation.buffers",
+    "BurstRecord": "core.bursts",
+    "BurstTracker": "core.bursts",
+    "FrameStats": "core.bursts",
+    "BurstMonitor": "instrumentation.bursts",
+    "get_burst_monitor": "instrumentation.bursts",
+    "Clock": "core.clock",
+    "ManualClock": "core.clock",
+    "wall_clock_ns": "core.clock",
+    "Telemetry": "sdk.configure",
+    "configure": "sdk.configure",
+    "MetricsProcessor": "sdk.export",
+    "RtcMetricExporter": "sdk.export",
+    "RtcOTLPMetricExporter": "sdk.export",
+    "MessageHandler": "instrumentation.handler",
+    "MessageScope": "instrumentation.handler",
+    "RtcInstrumentor": "sdk.instrumentor",
+    "CounterSpec": "sdk.aggregation",
+    "HistogramSpec": "sdk.aggregation",
+    "LocalAggregationRegistry": "sdk.aggregation",
+    "bind_registry": "sdk.aggregation",
+    "default_registry": "sdk.aggregation",
+    "PubSubTelemetry": "instrumentation.pubsub",
+    "Publication": "instrumentation.pubsub",
+    "Subscription": "instrumentation.pubsub",
+    "CounterSampler": "sdk.processors",
+    "TrafficLoadProcessor": "sdk.processors",
+    "WindowRateProcessor": "sdk.processors",
+    "register_sample_source": "sdk.processors",
+    "unregister_sample_source": "sdk.processors",
+    "RateConfig": "core.rates",
+    "RateEngine": "core.rates",
+    "SeriesRates": "core.rates",
+    "RtcPrometheusMetricReader": "sdk.prometheus",
+    "RotelCollector": "collector.rotel",
+    "RotelError": "collector.rotel",
+    "RotelNotInstalledError": "collector.rotel",
+    "find_rotel": "collector.rotel",
+    "default_processors": "sdk.defaults",
+    "drop_count": "instrumentation.self_telemetry",
+    "error_count": "instrumentation.self_telemetry",
+    "Session": "instrumentation.sessions",
+    "SessionEvent": "instrumentation.sessions",
+    "SessionRegistry": "instrumentation.sessions",
+    "BurstSwitches": "core.switch",
+    "get_switches": "core.switch",
+    "set_burst_enabled": "core.switch",
+    "set_burst_log_data": "core.switch",
+    "set_burst_log_stats": "core.switch",
+    "set_config_file": "core.switch",
+    "TrafficAccounting": "instrumentation.traffic",
+    "LoadWeights": "core.load",
+    "ParticipantLoad": "core.load",
+    "RoomLoad": "core.load",
+    "TrafficLoadCalculator": "core.load",
+    "TrafficLoadConfig": "core.load",
 }
 
 __all__ = [
@@ -143,42 +143,23 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from otel_rtc._attributes import AttrSet, intern_attrs
-    from otel_rtc._buffers import (
-        BoundedBuffer,
-        InstrumentedAsyncQueue,
-        InstrumentedQueue,
-        last_enqueue_ns,
+    from otel_rtc.collector.rotel import (
+        RotelCollector,
+        RotelError,
+        RotelNotInstalledError,
+        find_rotel,
     )
-    from otel_rtc._burst import BurstRecord, BurstTracker, FrameStats
-    from otel_rtc._burst_telemetry import BurstMonitor, get_burst_monitor
-    from otel_rtc._clock import Clock, ManualClock, wall_clock_ns
-    from otel_rtc._configure import Telemetry, configure
-    from otel_rtc._defaults import default_processors
-    from otel_rtc._exporter import MetricsProcessor, RtcMetricExporter, RtcOTLPMetricExporter
-    from otel_rtc._handler import MessageHandler, MessageScope
-    from otel_rtc._instrumentor import RtcInstrumentor
-    from otel_rtc._local_aggregation import (
-        CounterSpec,
-        HistogramSpec,
-        LocalAggregationRegistry,
-        bind_registry,
-        default_registry,
+    from otel_rtc.core.bursts import BurstRecord, BurstTracker, FrameStats
+    from otel_rtc.core.clock import Clock, ManualClock, wall_clock_ns
+    from otel_rtc.core.load import (
+        LoadWeights,
+        ParticipantLoad,
+        RoomLoad,
+        TrafficLoadCalculator,
+        TrafficLoadConfig,
     )
-    from otel_rtc._prometheus_reader import RtcPrometheusMetricReader
-    from otel_rtc._pubsub import Publication, PubSubTelemetry, Subscription
-    from otel_rtc._rate_processor import (
-        CounterSampler,
-        TrafficLoadProcessor,
-        WindowRateProcessor,
-        register_sample_source,
-        unregister_sample_source,
-    )
-    from otel_rtc._rates import RateConfig, RateEngine, SeriesRates
-    from otel_rtc._rotel import RotelCollector, RotelError, RotelNotInstalledError, find_rotel
-    from otel_rtc._self_telemetry import drop_count, error_count
-    from otel_rtc._sessions import Session, SessionEvent, SessionRegistry
-    from otel_rtc._switch import (
+    from otel_rtc.core.rates import RateConfig, RateEngine, SeriesRates
+    from otel_rtc.core.switch import (
         BurstSwitches,
         get_switches,
         set_burst_enabled,
@@ -186,14 +167,38 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         set_burst_log_stats,
         set_config_file,
     )
-    from otel_rtc._traffic import TrafficAccounting
-    from otel_rtc._traffic_load import (
-        LoadWeights,
-        ParticipantLoad,
-        RoomLoad,
-        TrafficLoadCalculator,
-        TrafficLoadConfig,
+    from otel_rtc.instrumentation.attributes import AttrSet, intern_attrs
+    from otel_rtc.instrumentation.buffers import (
+        BoundedBuffer,
+        InstrumentedAsyncQueue,
+        InstrumentedQueue,
+        last_enqueue_ns,
     )
+    from otel_rtc.instrumentation.bursts import BurstMonitor, get_burst_monitor
+    from otel_rtc.instrumentation.handler import MessageHandler, MessageScope
+    from otel_rtc.instrumentation.pubsub import Publication, PubSubTelemetry, Subscription
+    from otel_rtc.instrumentation.self_telemetry import drop_count, error_count
+    from otel_rtc.instrumentation.sessions import Session, SessionEvent, SessionRegistry
+    from otel_rtc.instrumentation.traffic import TrafficAccounting
+    from otel_rtc.sdk.aggregation import (
+        CounterSpec,
+        HistogramSpec,
+        LocalAggregationRegistry,
+        bind_registry,
+        default_registry,
+    )
+    from otel_rtc.sdk.configure import Telemetry, configure
+    from otel_rtc.sdk.defaults import default_processors
+    from otel_rtc.sdk.export import MetricsProcessor, RtcMetricExporter, RtcOTLPMetricExporter
+    from otel_rtc.sdk.instrumentor import RtcInstrumentor
+    from otel_rtc.sdk.processors import (
+        CounterSampler,
+        TrafficLoadProcessor,
+        WindowRateProcessor,
+        register_sample_source,
+        unregister_sample_source,
+    )
+    from otel_rtc.sdk.prometheus import RtcPrometheusMetricReader
 
 
 def __getattr__(name: str) -> Any:

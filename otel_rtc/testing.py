@@ -23,8 +23,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_rtc._exporter import MetricsProcessor
-from otel_rtc._local_aggregation import LocalAggregationRegistry, bind_registry
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
+from otel_rtc.sdk.export import MetricsProcessor
 
 __all__ = ["CapturingMetricExporter", "RtcInMemoryMetricReader", "TestPipeline",
            "make_test_pipeline"]

@@ -236,7 +236,7 @@ class ScrapeEndpoint:
 
 def rate_processors() -> list[Any]:
     """otel_rtc's default export-stage processors (window rates, traffic load)."""
-    from otel_rtc._defaults import default_processors
+    from otel_rtc.sdk.defaults import default_processors
 
     return list(default_processors())
 
@@ -249,7 +249,7 @@ def start_scrape_endpoint(processors: list[Any] | None = None) -> ScrapeEndpoint
     from prometheus_client import CollectorRegistry, start_http_server
 
     from otel_rtc import RtcPrometheusMetricReader
-    from otel_rtc._local_aggregation import LocalAggregationRegistry
+    from otel_rtc.sdk.aggregation import LocalAggregationRegistry
 
     resource = Resource.create({"service.name": "otel-rtc-demo"})
     registry = LocalAggregationRegistry(resource=resource)
@@ -277,7 +277,7 @@ def _run_sfu(duration_s: float, ep: ScrapeEndpoint) -> dict[str, Any]:
 
 def _run_message_server(duration_s: float, ep: ScrapeEndpoint) -> Any:
     from examples import message_server
-    from otel_rtc._switch import get_switches
+    from otel_rtc.core.switch import get_switches
 
     switches = get_switches()
     before = switches.snapshot()["enabled"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from otel_rtc._rotel import RotelCollector, find_rotel
+from otel_rtc.collector.rotel import RotelCollector, find_rotel
 from tests._otlp_receiver import OtlpReceiver
 
 ROTEL_BINARY = find_rotel()
@@ -56,7 +56,7 @@ def rotel_collector() -> Iterator[Callable[..., RotelCollector]]:
     """Factory: ``rotel_collector(exporter_endpoint=..., metrics_processor=..., ...)``.
 
     Starts a real ``rotel-agent`` (keyword arguments as for
-    :class:`otel_rtc._rotel.RotelCollector`), waits until it is ready and stops it at
+    :class:`otel_rtc.collector.rotel.RotelCollector`), waits until it is ready and stops it at
     teardown. Skips the test when the binary is not installed.
     """
     if ROTEL_BINARY is None:
@@ -78,8 +78,8 @@ def rotel_collector() -> Iterator[Callable[..., RotelCollector]]:
 @pytest.fixture
 def fresh_self_telemetry() -> Iterator[None]:
     """Zeroed self-telemetry counters and no buffer enqueue stamp left in this context."""
-    from otel_rtc import _self_telemetry
-    from otel_rtc._buffers import _last_enqueue
+    from otel_rtc.instrumentation import self_telemetry as _self_telemetry
+    from otel_rtc.instrumentation.buffers import _last_enqueue
 
     _self_telemetry._reset_for_tests()
     token = _last_enqueue.set(None)

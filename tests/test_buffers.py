@@ -6,16 +6,16 @@ import threading
 
 import pytest
 
-from otel_rtc import _self_telemetry
-from otel_rtc._buffers import (
+from otel_rtc.core.clock import ManualClock
+from otel_rtc.core.switch import BurstSwitches
+from otel_rtc.instrumentation import self_telemetry as _self_telemetry
+from otel_rtc.instrumentation.buffers import (
     BoundedBuffer,
     InstrumentedAsyncQueue,
     InstrumentedQueue,
     last_enqueue_ns,
 )
-from otel_rtc._burst_telemetry import BurstMonitor
-from otel_rtc._clock import ManualClock
-from otel_rtc._switch import BurstSwitches
+from otel_rtc.instrumentation.bursts import BurstMonitor
 from otel_rtc.testing import make_test_pipeline
 
 BASE = 1_700_000_000_000_000_000

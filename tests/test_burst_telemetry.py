@@ -15,14 +15,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind
 
-from otel_rtc import _local_aggregation, _self_telemetry
-from otel_rtc._burst_telemetry import (
+from otel_rtc.core.clock import ManualClock
+from otel_rtc.core.switch import BurstSwitches
+from otel_rtc.instrumentation import self_telemetry as _self_telemetry
+from otel_rtc.instrumentation.bursts import (
     BURST_DURATION_BUCKETS,
     BurstMonitor,
     get_burst_monitor,
 )
-from otel_rtc._clock import ManualClock
-from otel_rtc._switch import BurstSwitches
+from otel_rtc.sdk import aggregation as _local_aggregation
 from otel_rtc.testing import make_test_pipeline
 
 BASE = 1_700_000_000_000_000_000
@@ -381,8 +382,8 @@ def test_real_path_through_rotel(tmp_path, switches):
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    from otel_rtc._exporter import RtcMetricExporter
-    from otel_rtc._local_aggregation import LocalAggregationRegistry, bind_registry
+    from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
+    from otel_rtc.sdk.export import RtcMetricExporter
 
     sink = _OtlpSink()
     log = open(tmp_path / "rotel.log", "wb")  # closed in finally

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_rtc import _cli, _rotel
-from otel_rtc._rotel import RotelCollector, RotelError, free_port, processor_path
+from otel_rtc import cli as _cli
+from otel_rtc.collector import rotel as _rotel
+from otel_rtc.collector.rotel import RotelCollector, RotelError, free_port, processor_path
 from tests._otlp_receiver import OtlpReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,11 +102,11 @@ def test_collector_command_end_to_end(otlp_receiver):
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    from otel_rtc._traffic import TrafficAccounting
+    from otel_rtc.instrumentation.traffic import TrafficAccounting
 
     http_port, grpc_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "otel_rtc._cli", "collector", "--http-port", str(http_port),
+        [sys.executable, "-m", "otel_rtc.cli", "collector", "--http-port", str(http_port),
          "--grpc-port", str(grpc_port), "--exporter-endpoint", otlp_receiver.endpoint],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from otel_rtc._rotel import find_rotel, free_port
+from otel_rtc.collector.rotel import find_rotel, free_port
 from tests._otlp_receiver import OtlpReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,6 +290,6 @@ def test_rotel_config_starts_through_the_shipped_script_and_receives_otlp(tmp_pa
                 proc.kill()
             log.close()
         out = (tmp_path / "out.log").read_text()
-        processor = ROOT / "otel_rtc" / "collector_processor.py"
+        processor = ROOT / "otel_rtc" / "collector" / "processor.py"
         if processor.exists():
             assert "not found; running without it" not in out

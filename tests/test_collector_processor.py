@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
-from otel_rtc import collector_processor as cp
-from otel_rtc._rotel import processor_path
+from otel_rtc.collector import processor as cp
+from otel_rtc.collector.rotel import processor_path
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -376,7 +376,7 @@ def test_end_to_end_sdk_to_rotel_with_processor(otlp_receiver, rotel_collector):
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    from otel_rtc._traffic import TrafficAccounting
+    from otel_rtc.instrumentation.traffic import TrafficAccounting
     from tests._otlp_receiver import attrs_of
 
     col = rotel_collector(exporter_endpoint=otlp_receiver.endpoint,

@@ -14,11 +14,12 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 
-from otel_rtc import _self_telemetry, _switch
-from otel_rtc._burst_telemetry import BurstMonitor
-from otel_rtc._configure import FILE_NAMES, Telemetry, configure
-from otel_rtc._exporter import MetricsProcessor
-from otel_rtc._local_aggregation import default_registry
+from otel_rtc.core import switch as _switch
+from otel_rtc.instrumentation import self_telemetry as _self_telemetry
+from otel_rtc.instrumentation.bursts import BurstMonitor
+from otel_rtc.sdk.aggregation import default_registry
+from otel_rtc.sdk.configure import FILE_NAMES, Telemetry, configure
+from otel_rtc.sdk.export import MetricsProcessor
 from otel_rtc.testing import make_test_pipeline
 from tests._otlp_receiver import OtlpReceiver, attrs_of
 
@@ -433,9 +434,9 @@ _GLOBAL_SCRIPT = r"""
 import logging, sys
 logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
 from opentelemetry import metrics, trace
-from otel_rtc._configure import configure
-from otel_rtc._local_aggregation import default_registry
-from otel_rtc._burst_telemetry import get_burst_monitor
+from otel_rtc.sdk.configure import configure
+from otel_rtc.sdk.aggregation import default_registry
+from otel_rtc.instrumentation.bursts import get_burst_monitor
 h1 = configure(service_name="first", export_interval_s=3600)
 assert h1.is_global, "first call installs the globals"
 assert trace.get_tracer_provider() is h1.tracer_provider
@@ -470,7 +471,7 @@ def test_second_configure_warns_and_keeps_globals(tmp_path):
 
 _EXIT_SCRIPT = r"""
 import sys
-from otel_rtc._configure import configure
+from otel_rtc.sdk.configure import configure
 h = configure(endpoint=sys.argv[1], set_global=False)
 tracer = h.tracer_provider.get_tracer("t")
 for _ in range(2000):
@@ -497,7 +498,7 @@ def test_exit_without_shutdown_is_bounded(tmp_path):
 _OVERFLOW_SCRIPT = """
 import socket, sys
 from otel_rtc import configure
-from otel_rtc._self_telemetry import drop_count
+from otel_rtc.instrumentation.self_telemetry import drop_count
 
 # A collector that accepts connections and never answers: every export times out.
 mute = socket.socket()

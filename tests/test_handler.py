@@ -11,20 +11,20 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_rtc import _self_telemetry
-from otel_rtc._buffers import (
+from otel_rtc.core.clock import ManualClock
+from otel_rtc.core.switch import BurstSwitches
+from otel_rtc.instrumentation import self_telemetry as _self_telemetry
+from otel_rtc.instrumentation.buffers import (
     BoundedBuffer,
     InstrumentedQueue,
     last_enqueue_ns,
 )
-from otel_rtc._burst_telemetry import BurstMonitor
-from otel_rtc._clock import ManualClock
-from otel_rtc._handler import (
+from otel_rtc.instrumentation.bursts import BurstMonitor
+from otel_rtc.instrumentation.handler import (
     MESSAGE_LATENCY_BUCKETS,
     MessageHandler,
 )
-from otel_rtc._local_aggregation import MESSAGING_DURATION_BUCKETS
-from otel_rtc._switch import BurstSwitches
+from otel_rtc.sdk.aggregation import MESSAGING_DURATION_BUCKETS
 from otel_rtc.testing import make_test_pipeline
 
 BASE = 1_700_000_000_000_000_000
@@ -672,7 +672,7 @@ def test_bursts_mode_records_no_metrics(pipe, monitor):
 
 
 def test_bursts_true_uses_destination_monitor(pipe):
-    from otel_rtc._burst_telemetry import get_burst_monitor
+    from otel_rtc.instrumentation.bursts import get_burst_monitor
 
     h = handler(pipe, destination="handler-test-dest", bursts=True)
     mon = get_burst_monitor("handler-test-dest")

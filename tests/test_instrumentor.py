@@ -13,15 +13,15 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 
-from otel_rtc import _switch
-from otel_rtc._exporter import RtcMetricExporter
-from otel_rtc._instrumentor import RtcInstrumentor, rtc_registry_of
-from otel_rtc._local_aggregation import (
+from otel_rtc.core import switch as _switch
+from otel_rtc.sdk.aggregation import (
     BufferedRecorder,
     HistogramSpec,
     LocalAggregationRegistry,
     get_recorder,
 )
+from otel_rtc.sdk.export import RtcMetricExporter
+from otel_rtc.sdk.instrumentor import RtcInstrumentor, rtc_registry_of
 from otel_rtc.testing import CapturingMetricExporter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,8 +107,8 @@ def test_config_file_watcher(restore_switches, monkeypatch, tmp_path):
 APP = textwrap.dedent("""
     import time
     from opentelemetry import metrics
-    from otel_rtc._burst_telemetry import get_burst_monitor
-    from otel_rtc._instrumentor import RtcInstrumentor
+    from otel_rtc.instrumentation.bursts import get_burst_monitor
+    from otel_rtc.sdk.instrumentor import RtcInstrumentor
 
     mon = get_burst_monitor("auto-app", stats_interval_s=None)  # global providers
     print("ENABLED", mon.enabled, "INSTRUMENTED",

@@ -4,7 +4,7 @@ from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from otel_rtc import CounterSpec, HistogramSpec, ManualClock, intern_attrs
-from otel_rtc._local_aggregation import LocalAggregationRegistry, SdkRecorder, get_recorder
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry, SdkRecorder, get_recorder
 from otel_rtc.testing import CapturingMetricExporter, make_test_pipeline
 
 H = HistogramSpec("t.latency", "s", "test", (0.1, 1.0))
@@ -115,7 +115,7 @@ def test_local_aggregates_export_when_the_sdk_has_no_data_of_its_own():
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     from otel_rtc import RtcMetricExporter
-    from otel_rtc._local_aggregation import bind_registry
+    from otel_rtc.sdk.aggregation import bind_registry
 
     inner = CapturingMetricExporter()
     reg = LocalAggregationRegistry()
@@ -151,8 +151,8 @@ def test_events_of_a_dropped_recorder_are_kept_for_the_next_collection():
 def test_burst_metrics_survive_a_closed_and_collected_monitor():
     import gc
 
-    from otel_rtc._burst_telemetry import BurstMonitor
-    from otel_rtc._switch import BurstSwitches
+    from otel_rtc.core.switch import BurstSwitches
+    from otel_rtc.instrumentation.bursts import BurstMonitor
 
     pipe = make_test_pipeline()
     switches = BurstSwitches(environ={})
@@ -174,7 +174,7 @@ def test_a_failed_metric_export_counts_its_points_as_dropped():
     from opentelemetry.sdk.metrics.export import MetricExportResult
 
     from otel_rtc import RtcMetricExporter
-    from otel_rtc._self_telemetry import drop_count
+    from otel_rtc.instrumentation.self_telemetry import drop_count
 
     inner = CapturingMetricExporter()
     inner.export = lambda data, timeout_millis=10_000, **kw: MetricExportResult.FAILURE
@@ -228,7 +228,7 @@ from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from opentelemetry.trace import SpanContext  # noqa: E402
 
-from otel_rtc._attributes import AttrSet  # noqa: E402
+from otel_rtc.instrumentation.attributes import AttrSet  # noqa: E402
 
 _H1 = HistogramSpec("p.one", "s", "test")  # the messaging buckets
 _H2 = HistogramSpec("p.two", "s", "test", (-1.0, 0.0, 1.0))

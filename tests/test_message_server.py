@@ -7,7 +7,7 @@ from opentelemetry.trace import SpanKind
 
 from examples import message_server
 from otel_rtc import drop_count
-from otel_rtc._switch import get_switches
+from otel_rtc.core.switch import get_switches
 from otel_rtc.testing import make_test_pipeline
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from examples import message_server, sfu_pubsub
 from otel_rtc import configure
-from otel_rtc._pubsub import ATTEMPT_REASONS
-from otel_rtc._rotel import processor_path
-from otel_rtc._switch import get_switches
+from otel_rtc.collector.rotel import processor_path
+from otel_rtc.core.switch import get_switches
+from otel_rtc.instrumentation.pubsub import ATTEMPT_REASONS
 from tests._otlp_receiver import attrs_of
 
 pytestmark = pytest.mark.collector
@@ -25,7 +25,7 @@ CONSUMER, PRODUCER, CLIENT = 5, 4, 3  # protobuf Span.SpanKind values
 
 @pytest.fixture(scope="module")
 def through_rotel():
-    from otel_rtc._rotel import RotelCollector, find_rotel
+    from otel_rtc.collector.rotel import RotelCollector, find_rotel
     from tests._otlp_receiver import OtlpReceiver
 
     if find_rotel() is None:

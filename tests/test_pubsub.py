@@ -10,9 +10,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otel_rtc import _self_telemetry
-from otel_rtc._clock import NS_PER_S, ManualClock
-from otel_rtc._pubsub import PubSubTelemetry
+from otel_rtc.core.clock import NS_PER_S, ManualClock
+from otel_rtc.instrumentation import self_telemetry as _self_telemetry
+from otel_rtc.instrumentation.pubsub import PubSubTelemetry
 from otel_rtc.testing import make_test_pipeline
 
 MS = NS_PER_S // 1000

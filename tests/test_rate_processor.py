@@ -19,19 +19,19 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_rtc import _self_telemetry
-from otel_rtc._clock import ManualClock
-from otel_rtc._defaults import default_processors
-from otel_rtc._rate_processor import (
+from otel_rtc.core.clock import ManualClock
+from otel_rtc.core.load import TrafficLoadConfig
+from otel_rtc.core.rates import RateConfig
+from otel_rtc.instrumentation import self_telemetry as _self_telemetry
+from otel_rtc.instrumentation.traffic import TrafficAccounting
+from otel_rtc.sdk.defaults import default_processors
+from otel_rtc.sdk.processors import (
     CounterSampler,
     TrafficLoadProcessor,
     WindowRateProcessor,
     register_sample_source,
     unregister_sample_source,
 )
-from otel_rtc._rates import RateConfig
-from otel_rtc._traffic import TrafficAccounting
-from otel_rtc._traffic_load import TrafficLoadConfig
 from otel_rtc.testing import make_test_pipeline
 
 S = 1_000_000_000

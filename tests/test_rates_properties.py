@@ -5,7 +5,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_rtc._rates import REJECT_REASONS, RateConfig, RateEngine
+from otel_rtc.core.rates import REJECT_REASONS, RateConfig, RateEngine
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -181,7 +181,7 @@ def test_incremental_peaks_equal_the_definition_and_the_rescan(history):
     the definition and the full rescan of the ring, for reads at any time in between:
     ring overwrites, resets, restarts, delta points, sub-second and jittered samples,
     and reads before the newest interval's end (which take the rescan)."""
-    from otel_rtc._rates import _rescan
+    from otel_rtc.core.rates import _rescan
 
     cfg, steps = history
     eng = RateEngine(cfg, clock=lambda: T0)

@@ -11,10 +11,10 @@ import weakref
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_rtc._clock import NS_PER_S, ManualClock
-from otel_rtc._pubsub import PubSubTelemetry
-from otel_rtc._sessions import SessionRegistry
-from otel_rtc._traffic import TrafficAccounting
+from otel_rtc.core.clock import NS_PER_S, ManualClock
+from otel_rtc.instrumentation.pubsub import PubSubTelemetry
+from otel_rtc.instrumentation.sessions import SessionRegistry
+from otel_rtc.instrumentation.traffic import TrafficAccounting
 from otel_rtc.testing import make_test_pipeline
 
 CYCLES = 100_000

@@ -6,16 +6,16 @@ from hypothesis import strategies as st
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-from otel_rtc import _self_telemetry
-from otel_rtc._clock import NS_PER_S, ManualClock
-from otel_rtc._session_core import (
+from otel_rtc.core.clock import NS_PER_S, ManualClock
+from otel_rtc.core.sessions import (
     CLOSED,
     PARTICIPANT_JOINED,
     PARTICIPANT_LEFT,
     SUSPENDED,
     SessionCore,
 )
-from otel_rtc._sessions import SessionRegistry
+from otel_rtc.instrumentation import self_telemetry as _self_telemetry
+from otel_rtc.instrumentation.sessions import SessionRegistry
 from otel_rtc.testing import make_test_pipeline
 
 GRACE = 180 * NS_PER_S

@@ -10,7 +10,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.trace import SpanKind
 
 from examples.sfu_pubsub import run
-from otel_rtc import _self_telemetry
+from otel_rtc.instrumentation import self_telemetry as _self_telemetry
 from otel_rtc.testing import make_test_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,11 +79,11 @@ def test_end_to_end_through_rotel(otlp_receiver, rotel_collector):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    from otel_rtc._exporter import RtcMetricExporter
-    from otel_rtc._local_aggregation import LocalAggregationRegistry, bind_registry
-    from otel_rtc._pubsub import PubSubTelemetry
-    from otel_rtc._sessions import SessionRegistry
-    from otel_rtc._traffic import TrafficAccounting
+    from otel_rtc.instrumentation.pubsub import PubSubTelemetry
+    from otel_rtc.instrumentation.sessions import SessionRegistry
+    from otel_rtc.instrumentation.traffic import TrafficAccounting
+    from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
+    from otel_rtc.sdk.export import RtcMetricExporter
 
     recv = otlp_receiver
     col = rotel_collector(exporter_endpoint=recv.endpoint)

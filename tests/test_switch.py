@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from otel_rtc import _switch
-from otel_rtc._switch import (
+from otel_rtc.core import switch as _switch
+from otel_rtc.core.switch import (
     ENV_CONFIG_FILE,
     ENV_ENABLED,
     ENV_LOG_DATA,

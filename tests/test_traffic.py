@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_rtc import _self_telemetry
-from otel_rtc._clock import ManualClock
-from otel_rtc._traffic import TrafficAccounting
+from otel_rtc.core.clock import ManualClock
+from otel_rtc.instrumentation import self_telemetry as _self_telemetry
+from otel_rtc.instrumentation.traffic import TrafficAccounting
 from otel_rtc.testing import make_test_pipeline
 
 W = 2**32

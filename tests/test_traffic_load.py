@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_rtc._clock import ManualClock
-from otel_rtc._rates import RateConfig
-from otel_rtc._traffic_load import (
+from otel_rtc.core.clock import ManualClock
+from otel_rtc.core.load import (
     OTHERS,
     LoadWeights,
     TrafficLoadCalculator,
     TrafficLoadConfig,
 )
+from otel_rtc.core.rates import RateConfig
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S

@@ -23,7 +23,7 @@ RI = "$__rate_interval"
 CONCLUDED = 'otel_rtc_outcome=~"success|failure|abandoned"'
 """Outcomes an attempt reaches by itself (not ``resumed`` / ``superseded``)."""
 
-# Derived by otel_rtc's rate processor (otel_rtc/_rate_processor.py): `<src>.rate` and
+# Derived by otel_rtc's rate processor (otel_rtc/sdk/processors.py): `<src>.rate` and
 # `<src>.rate.peak` gauges (unit By/s -> `_bytes_per_second`, {packet}/s ->
 # `_per_second`), and the traffic load score/share of the top-N participants.
 WINDOW = 'otel_rtc_rate_window="10s"'

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from otel_rtc._clock import NS_PER_S, Clock, clamp_duration_ns, wall_clock_ns
+from otel_rtc.core.clock import NS_PER_S, Clock, clamp_duration_ns, wall_clock_ns
 
 SessionKey = tuple[str, str]
 """``(room, participant)``."""

@@ -20,7 +20,7 @@ payload, so 50 packets/s of 100-byte audio weigh about as much as 200 kbit/s. It
 relative score for ranking and allocation, not a measured CPU cost: calibrate the weights
 against your own CPU profile.
 
-Pure module: stdlib, :mod:`otel_rtc._clock` and :mod:`otel_rtc._rates` only.
+Pure module: stdlib, :mod:`otel_rtc.core.clock` and :mod:`otel_rtc.core.rates` only.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from otel_rtc._clock import Clock, wall_clock_ns
-from otel_rtc._rates import RateConfig, RateEngine, SeriesRates
+from otel_rtc.core.clock import Clock, wall_clock_ns
+from otel_rtc.core.rates import RateConfig, RateEngine, SeriesRates
 
 DIRECTIONS = ("up", "down")
 MEDIA = ("audio", "video", "data")
@@ -99,7 +99,7 @@ class TrafficLoadConfig:
         window_s: Trailing window of the rates used; must be one of ``rate.windows_s``.
             A series with no interval inside it falls back to its mean over its own
             span (never to a rate over a window it was not accumulated over).
-        rate: Configuration of the underlying :class:`~otel_rtc._rates.RateEngine`.
+        rate: Configuration of the underlying :class:`~otel_rtc.core.rates.RateEngine`.
         weights: Load score weights.
     """
 
@@ -185,7 +185,7 @@ class TrafficLoadCalculator:
     Args:
         config: Top-N, window, rate engine and weights.
         clock: Default ``now`` for :meth:`snapshot`.
-        on_drop: Reason callback, as for :class:`~otel_rtc._rates.RateEngine`
+        on_drop: Reason callback, as for :class:`~otel_rtc.core.rates.RateEngine`
             (plus ``invalid`` for an unknown direction, media or unit).
     """
 

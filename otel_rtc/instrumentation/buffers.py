@@ -7,8 +7,8 @@ both visible:
 
 * every item is stamped with its enqueue time (epoch ns); taking an item out of a
   buffer publishes that stamp in a context variable, where
-  :class:`otel_rtc._handler.MessageHandler` picks it up as the message's received time
-  (see :func:`last_enqueue_ns`);
+  :class:`otel_rtc.instrumentation.handler.MessageHandler` picks it up as the message's
+  received time (see :func:`last_enqueue_ns`);
 * an item refused because the buffer is full is counted in
   ``otel_rtc.buffer.dropped{otel_rtc.drop.reason}`` (and in the self-telemetry
   ``otel_rtc.telemetry.dropped``), never silently;
@@ -47,10 +47,10 @@ from typing import Any
 from opentelemetry import metrics as metrics_api
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from otel_rtc import _local_aggregation
-from otel_rtc._attributes import AttrSet, intern_attrs
-from otel_rtc._local_aggregation import CounterSpec, Recorder, get_recorder
-from otel_rtc._self_telemetry import count_drop, report_error
+from otel_rtc.instrumentation.attributes import AttrSet, intern_attrs
+from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
+from otel_rtc.sdk import aggregation as _local_aggregation
+from otel_rtc.sdk.aggregation import CounterSpec, Recorder, get_recorder
 from otel_rtc.version import __version__
 
 __all__ = [
@@ -85,7 +85,7 @@ def last_enqueue_ns() -> int | None:
     """The enqueue stamp (epoch ns) of the item last taken from an instrumented buffer.
 
     Per thread and per asyncio task (a context variable). A
-    :class:`~otel_rtc._handler.MessageHandler` entered afterwards in the same context
+    :class:`~otel_rtc.instrumentation.handler.MessageHandler` entered afterwards in the same context
     uses it as the message's received time and clears it, so a stamp is used once.
     """
     return _last_enqueue.get()
@@ -104,7 +104,7 @@ def resolve_monitor(bursts: Any, default_name: str, tracer_provider: Any, meter_
     """Turn a ``bursts=`` argument into a burst monitor or ``None``.
 
     ``False``/``None``: none; ``True``: ``get_burst_monitor(default_name)``; a str:
-    ``get_burst_monitor(that_name)``; a :class:`~otel_rtc._burst_telemetry.BurstMonitor`:
+    ``get_burst_monitor(that_name)``; a :class:`~otel_rtc.instrumentation.bursts.BurstMonitor`:
     itself.
 
     Raises:
@@ -112,7 +112,7 @@ def resolve_monitor(bursts: Any, default_name: str, tracer_provider: Any, meter_
     """
     if bursts is None or bursts is False:
         return None
-    from otel_rtc._burst_telemetry import BurstMonitor, get_burst_monitor
+    from otel_rtc.instrumentation.bursts import BurstMonitor, get_burst_monitor
 
     if isinstance(bursts, BurstMonitor):
         return bursts

@@ -28,8 +28,9 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from otel_rtc import _local_aggregation, _switch
-from otel_rtc._self_telemetry import register_self_metrics, report_error
+from otel_rtc.core import switch as _switch
+from otel_rtc.instrumentation.self_telemetry import register_self_metrics, report_error
+from otel_rtc.sdk import aggregation as _local_aggregation
 from otel_rtc.version import __version__
 
 __all__ = ["ENV_AUTO_CONFIGURE", "RtcInstrumentor"]
@@ -57,9 +58,9 @@ def rtc_registry_of(meter_provider: Any) -> _local_aggregation.LocalAggregationR
     """The registry of the otel_rtc export stage among ``meter_provider``'s readers.
 
     ``None`` when the provider does not export through
-    :class:`~otel_rtc._exporter.RtcMetricExporter` (or is not an SDK provider).
+    :class:`~otel_rtc.sdk.export.RtcMetricExporter` (or is not an SDK provider).
     """
-    from otel_rtc._exporter import RtcMetricExporter
+    from otel_rtc.sdk.export import RtcMetricExporter
 
     readers = getattr(meter_provider, "_metric_readers", None)
     if readers is None:
@@ -103,7 +104,7 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _do_instrument(self, **kwargs: Any) -> None:
         from opentelemetry import metrics
 
-        from otel_rtc._configure import (
+        from otel_rtc.sdk.configure import (
             _global_meter_provider_set,
             _global_tracer_provider_set,
             configure,

@@ -15,7 +15,13 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["Sample", "SampleSource", "register_sample_source", "unregister_sample_source"]
+__all__ = [
+    "Sample",
+    "SampleSource",
+    "register_sample_source",
+    "registered_sources",
+    "unregister_sample_source",
+]
 
 Sample = tuple[str, Mapping[str, Any], float, int]
 """``(metric name, attributes, cumulative value, start_ns)``."""
@@ -50,7 +56,8 @@ def unregister_sample_source(source: SampleSource) -> None:
         _sources[:] = [r for r in _sources if r() not in (None, source)]
 
 
-def _global_sources() -> list[SampleSource]:
+def registered_sources() -> list[SampleSource]:
+    """The live registered sources, forgetting those whose owner was collected."""
     with _sources_lock:
         live = [(r, r()) for r in _sources]
         _sources[:] = [r for r, f in live if f is not None]

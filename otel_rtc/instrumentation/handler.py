@@ -5,8 +5,8 @@ next one. Per message, :class:`MessageHandler` knows three timestamps (epoch ns)
 
 * **received** ``t_r``: an explicit ``received_ns``, else what the ``received``
   extractor returns for the message, else the enqueue stamp of the item last taken
-  from an instrumented buffer (:mod:`otel_rtc._buffers`) in this thread or task. Often
-  it is *unknown* (nothing stamped the message); then queue wait and receive-to-finish
+  from an instrumented buffer (:mod:`otel_rtc.instrumentation.buffers`) in this thread or
+  task. Often it is *unknown* (nothing stamped the message); then queue wait and receive-to-finish
   are not recorded for that message, never guessed;
 * **processing started** ``t_s``: entry of the decorated call / ``with`` block;
 * **processing finished** ``t_f``: its exit, normal or by exception.
@@ -51,18 +51,18 @@ from opentelemetry import context as context_api
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_rtc import _local_aggregation
-from otel_rtc._attributes import AttrSet, intern_attrs
-from otel_rtc._buffers import _last_enqueue, _take_enqueue_stamp, resolve_monitor
-from otel_rtc._clock import NS_PER_S
-from otel_rtc._local_aggregation import (
+from otel_rtc.core.clock import NS_PER_S
+from otel_rtc.instrumentation.attributes import AttrSet, intern_attrs
+from otel_rtc.instrumentation.buffers import _last_enqueue, _take_enqueue_stamp, resolve_monitor
+from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
+from otel_rtc.sdk import aggregation as _local_aggregation
+from otel_rtc.sdk.aggregation import (
     MESSAGING_DURATION_BUCKETS,
     CounterSpec,
     HistogramSpec,
     Recorder,
     get_recorder,
 )
-from otel_rtc._self_telemetry import count_clamp, count_drop, report_error
 from otel_rtc.version import __version__
 
 __all__ = [

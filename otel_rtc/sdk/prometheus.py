@@ -20,8 +20,8 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
     raise ImportError("RtcPrometheusMetricReader needs the 'prometheus' extra: "
                       "pip install 'otel-rtc[prometheus]'") from _exc
 
-from otel_rtc._exporter import MetricsProcessor, apply_export_stage, close_export_stage
-from otel_rtc._local_aggregation import LocalAggregationRegistry, bind_registry
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
+from otel_rtc.sdk.export import MetricsProcessor, apply_export_stage, close_export_stage
 
 __all__ = ["RtcPrometheusMetricReader"]
 
@@ -41,7 +41,7 @@ class RtcPrometheusMetricReader(PrometheusMetricReader):  # type: ignore[misc]
         registry: Local aggregation registry to merge (a new one by default). It must be
             bound to the meter provider: :meth:`bind` does it.
         processors: Metric processors applied on each scrape; default
-            :func:`otel_rtc._defaults.default_processors` (window rates, traffic load).
+            :func:`otel_rtc.sdk.defaults.default_processors` (window rates, traffic load).
         prometheus_registry: The ``prometheus_client`` registry to serve from (the SDK
             reader's ``registry`` argument); default the global ``REGISTRY``.
         **kwargs: Other ``PrometheusMetricReader`` arguments (``prefix``,
@@ -55,7 +55,7 @@ class RtcPrometheusMetricReader(PrometheusMetricReader):  # type: ignore[misc]
                  processors: Sequence[MetricsProcessor] | None = None,
                  *, prometheus_registry: Any = None, **kwargs: Any) -> None:
         if processors is None:
-            from otel_rtc._defaults import default_processors
+            from otel_rtc.sdk.defaults import default_processors
 
             processors = default_processors()
         for p in processors:

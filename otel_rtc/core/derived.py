@@ -28,15 +28,15 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
-from otel_rtc._rates import REJECT_REASONS, RateConfig, RateEngine
-from otel_rtc._traffic_load import (
+from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
+from otel_rtc.core.load import (
     DIRECTIONS,
     MEDIA,
     LoadWeights,
     TrafficLoadCalculator,
     TrafficLoadConfig,
 )
+from otel_rtc.core.rates import REJECT_REASONS, RateConfig, RateEngine
 
 _logger = logging.getLogger("otel_rtc")
 

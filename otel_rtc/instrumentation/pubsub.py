@@ -48,16 +48,16 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
-from otel_rtc import _local_aggregation
-from otel_rtc._attributes import intern_attrs
-from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
-from otel_rtc._local_aggregation import (
+from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
+from otel_rtc.instrumentation.attributes import intern_attrs
+from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
+from otel_rtc.sdk import aggregation as _local_aggregation
+from otel_rtc.sdk.aggregation import (
     CounterSpec,
     HistogramSpec,
     Recorder,
     get_recorder,
 )
-from otel_rtc._self_telemetry import count_clamp, count_drop, report_error
 from otel_rtc.version import __version__
 
 __all__ = ["ATTEMPT_REASONS", "PubSubTelemetry", "Publication", "Subscription", "Timer"]

@@ -39,6 +39,7 @@ class ManualClock:
         self.now_ns = start_ns
 
     def __call__(self) -> int:
+        """The current reading, in nanoseconds."""
         return self.now_ns
 
     def advance(self, delta_ns: int) -> int:

@@ -40,9 +40,9 @@ from typing import Any
 from opentelemetry import metrics as metrics_api
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from otel_rtc._clock import Clock, wall_clock_ns
-from otel_rtc._sample_sources import register_sample_source
-from otel_rtc._self_telemetry import count_drop, report_error
+from otel_rtc.core.clock import Clock, wall_clock_ns
+from otel_rtc.core.sample_sources import register_sample_source
+from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
 from otel_rtc.version import __version__
 
 __all__ = ["TRAFFIC_METRICS", "TrafficAccounting"]

@@ -1,10 +1,10 @@
 """In-process metric processors: true window rates, sub-window peaks and traffic load.
 
 :class:`WindowRateProcessor` and :class:`TrafficLoadProcessor` are
-:class:`~otel_rtc._exporter.MetricsProcessor` s run by
-:class:`~otel_rtc._exporter.RtcMetricExporter` on every export. They convert the SDK's
-``MetricsData`` points into samples of the pure core (:mod:`otel_rtc._rates`,
-:mod:`otel_rtc._traffic_load` through :mod:`otel_rtc._derived`) and add the derived
+:class:`~otel_rtc.sdk.export.MetricsProcessor` s run by
+:class:`~otel_rtc.sdk.export.RtcMetricExporter` on every export. They convert the SDK's
+``MetricsData`` points into samples of the pure core (:mod:`otel_rtc.core.rates`,
+:mod:`otel_rtc.core.load` through :mod:`otel_rtc.core.derived`) and add the derived
 gauges to the batch; everything else passes through unchanged.
 
 **Why a sampler.** An export every 60 s gives one interval per minute: the mean is exact
@@ -13,7 +13,8 @@ reads the *source counters' running totals* every sub-window period (1 s by defa
 daemon thread, off the hot path:
 
 * A sample source is any callable returning ``(metric name, attributes, cumulative
-  value, start_ns)`` rows. :meth:`otel_rtc._traffic.TrafficAccounting.snapshot` is one:
+  value, start_ns)`` rows.
+  :meth:`otel_rtc.instrumentation.traffic.TrafficAccounting.snapshot` is one:
   reading it costs one short lock and a copy of the per-room totals, no SDK collection,
   no callbacks, no export. Register sources with :func:`register_sample_source` (weakly
   held) or pass them to :class:`CounterSampler`.
@@ -48,8 +49,8 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
-from otel_rtc._derived import (
+from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
+from otel_rtc.core.derived import (
     DEFAULT_INCLUDE,
     Attrs,
     DerivedGroups,
@@ -58,19 +59,19 @@ from otel_rtc._derived import (
     attrs_key,
     is_rejection,
 )
-from otel_rtc._exporter import MetricsProcessor
-from otel_rtc._local_aggregation import add_scope_metrics
-from otel_rtc._rates import RateConfig
-from otel_rtc._sample_sources import (
+from otel_rtc.core.load import TrafficLoadConfig
+from otel_rtc.core.rates import RateConfig
+from otel_rtc.core.sample_sources import (
     Sample,
     SampleSource,
-    _global_sources,
     register_sample_source,
+    registered_sources,
     unregister_sample_source,
 )
-from otel_rtc._self_telemetry import count_drop, report_error
-from otel_rtc._traffic import TRAFFIC_METRICS
-from otel_rtc._traffic_load import TrafficLoadConfig
+from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
+from otel_rtc.instrumentation.traffic import TRAFFIC_METRICS
+from otel_rtc.sdk.aggregation import add_scope_metrics
+from otel_rtc.sdk.export import MetricsProcessor
 from otel_rtc.version import __version__
 
 __all__ = [
@@ -138,7 +139,7 @@ class CounterSampler:
         with self._lock:
             own = list(self._own_sources or [])
             use_global = self._own_sources is None
-        return _global_sources() if use_global else own
+        return registered_sources() if use_global else own
 
     def subscribe(self, callback: SampleCallback) -> None:
         """Deliver every sample to ``callback(time_ns, rows)`` (starts the thread)."""
@@ -430,7 +431,7 @@ class WindowRateProcessor(_SampledProcessor):
     """Adds ``<name>.rate`` and ``<name>.rate.peak`` gauges for selected counters.
 
     Args:
-        config: Windows, peaks and bounds (:class:`~otel_rtc._rates.RateConfig`).
+        config: Windows, peaks and bounds (:class:`~otel_rtc.core.rates.RateConfig`).
         include: fnmatch patterns of source metrics (monotonic sums and histograms;
             a histogram's rate is of its count). Default: ``otel_rtc.traffic.*``.
         sampler: Feeds running totals every sub-window period (see the module doc);
@@ -498,7 +499,7 @@ class TrafficLoadProcessor(_SampledProcessor):
     """Adds ``otel_rtc.traffic.load.*`` gauges: room rates, score, top-N and shares.
 
     Args:
-        config: Top-N, window and weights (:class:`~otel_rtc._traffic_load.TrafficLoadConfig`).
+        config: Top-N, window and weights (:class:`~otel_rtc.core.load.TrafficLoadConfig`).
         sampler: As for :class:`WindowRateProcessor`.
         clock: Evaluation time (epoch ns).
     """

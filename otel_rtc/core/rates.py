@@ -16,7 +16,7 @@ No extrapolation anywhere (unlike PromQL ``rate()``, which stretches the first/l
 sample to the range boundaries): every figure is a lower bound of what happened, and a
 reported peak can never exceed the true peak of the input.
 
-This module is pure: stdlib and :mod:`otel_rtc._clock` only, so the same code runs in a
+This module is pure: stdlib and :mod:`otel_rtc.core.clock` only, so the same code runs in a
 collector's embedded interpreter and in-process. It is not thread-safe: one engine per
 consumer, or a lock held by the caller.
 """
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from itertools import accumulate, compress, islice, repeat
 from operator import gt, le, mul, sub, truediv
 
-from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
+from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
 
 OnDrop = Callable[[str], None]
 

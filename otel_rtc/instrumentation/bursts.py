@@ -1,9 +1,9 @@
 """SDK glue for burst accounting: histograms, one span per burst, periodic log lines.
 
-A :class:`BurstMonitor` wraps a pure :class:`~otel_rtc._burst.BurstTracker` and, once
+A :class:`BurstMonitor` wraps a pure :class:`~otel_rtc.core.bursts.BurstTracker` and, once
 per completed burst (in the thread that found the buffer empty, i.e. when the consumer
 has nothing else to do), records three histograms through local aggregation and ends
-the burst's span. A daemon thread polls the :class:`~otel_rtc._switch.BurstSwitches`
+the burst's span. A daemon thread polls the :class:`~otel_rtc.core.switch.BurstSwitches`
 and, every ``stats_interval_s``, takes a frame and logs the ``logMessageBurstStats`` and
 ``logMessageBurstData`` lines on the ``otel_rtc.bursts`` logger.
 """
@@ -19,13 +19,13 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanContext, SpanKind
 
-from otel_rtc import _local_aggregation
-from otel_rtc._attributes import intern_attrs
-from otel_rtc._burst import BurstRecord, BurstTracker, FrameStats
-from otel_rtc._clock import Clock, wall_clock_ns
-from otel_rtc._local_aggregation import HistogramSpec, Recorder
-from otel_rtc._self_telemetry import count_clamp, count_drop, report_error
-from otel_rtc._switch import BurstSwitches, get_switches
+from otel_rtc.core.bursts import BurstRecord, BurstTracker, FrameStats
+from otel_rtc.core.clock import Clock, wall_clock_ns
+from otel_rtc.core.switch import BurstSwitches, get_switches
+from otel_rtc.instrumentation.attributes import intern_attrs
+from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
+from otel_rtc.sdk import aggregation as _local_aggregation
+from otel_rtc.sdk.aggregation import HistogramSpec, Recorder
 from otel_rtc.version import __version__
 
 __all__ = [

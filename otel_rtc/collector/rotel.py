@@ -37,7 +37,7 @@ __all__ = [
     "processor_path",
 ]
 
-PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 """Directory to put on the agent's ``PYTHONPATH`` so it can ``import otel_rtc``."""
 
 
@@ -88,8 +88,8 @@ def find_rotel() -> Path | None:
 
 
 def processor_path() -> Path:
-    """Path of the module Rotel loads: ``otel_rtc/collector_processor.py``."""
-    return Path(__file__).resolve().parent / "collector_processor.py"
+    """Path of the module Rotel loads: ``otel_rtc/collector/processor.py``."""
+    return Path(__file__).resolve().parent / "processor.py"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -13,7 +13,7 @@ interface that calls plain SDK ``record()``/``add()``.
 
 An event is a 4-tuple ``(attrs, values, span_context, time_unix_nano)``:
 
-* ``attrs``: an interned :class:`~otel_rtc._attributes.AttrSet`;
+* ``attrs``: an interned :class:`~otel_rtc.instrumentation.attributes.AttrSet`;
 * ``values``: one entry per histogram of the recorder (``None`` skips that histogram);
 * ``span_context``: the active span's context for an exemplar, or ``None``;
 * ``time_unix_nano``: when the event happened (exemplar timestamp).
@@ -52,9 +52,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
-from otel_rtc._attributes import AttrSet
-from otel_rtc._clock import wall_clock_ns
-from otel_rtc._self_telemetry import report_error
+from otel_rtc.core.clock import wall_clock_ns
+from otel_rtc.instrumentation.attributes import AttrSet
+from otel_rtc.instrumentation.self_telemetry import report_error
 from otel_rtc.version import __version__
 
 Event = tuple[AttrSet, tuple[float | None, ...], SpanContext | None, int]
@@ -707,7 +707,7 @@ def _ensure_always_collected(meter_provider: Any, registry: LocalAggregationRegi
         if _collected_providers.get(meter_provider) is registry:
             return
         _collected_providers[meter_provider] = registry
-        from otel_rtc._self_telemetry import register_self_metrics
+        from otel_rtc.instrumentation.self_telemetry import register_self_metrics
 
         meter = meter_provider.get_meter("otel_rtc", __version__)
         ref = weakref.ref(registry)

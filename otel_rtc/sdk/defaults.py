@@ -1,7 +1,7 @@
 """Default processor chain of the export stage: window rates and traffic load.
 
 Configured from ``OTEL_RTC_*`` environment variables (see ``docs/processor.md``); one
-:class:`~otel_rtc._rate_processor.CounterSampler` reading the globally registered
+:class:`~otel_rtc.sdk.processors.CounterSampler` reading the globally registered
 sample sources feeds both processors.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from otel_rtc._exporter import MetricsProcessor
+from otel_rtc.sdk.export import MetricsProcessor
 
 
 def default_processors() -> list[MetricsProcessor]:
@@ -19,8 +19,8 @@ def default_processors() -> list[MetricsProcessor]:
     internal error the chain is empty (and the error counted).
     """
     try:
-        from otel_rtc._derived import settings_from_env
-        from otel_rtc._rate_processor import (
+        from otel_rtc.core.derived import settings_from_env
+        from otel_rtc.sdk.processors import (
             CounterSampler,
             TrafficLoadProcessor,
             WindowRateProcessor,
@@ -35,7 +35,7 @@ def default_processors() -> list[MetricsProcessor]:
             out.append(TrafficLoadProcessor(st.load, sampler=sampler))
         return out
     except Exception as exc:
-        from otel_rtc._self_telemetry import report_error
+        from otel_rtc.instrumentation.self_telemetry import report_error
 
         report_error("default_processors", exc)
         return []

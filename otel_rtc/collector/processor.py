@@ -3,8 +3,8 @@
 Rotel (``rotel-agent start --otlp-with-metrics-processor <this file>``) calls
 :func:`process_metrics` for every ``ResourceMetrics`` it receives, before exporting it
 onward. This module feeds the same pure core as the in-process processor
-(:mod:`otel_rtc._rates`, :mod:`otel_rtc._traffic_load` through
-:mod:`otel_rtc._derived`) and appends the derived gauges to the ``ResourceMetrics``
+(:mod:`otel_rtc.core.rates`, :mod:`otel_rtc.core.load` through
+:mod:`otel_rtc.core.derived`) and appends the derived gauges to the ``ResourceMetrics``
 under the scope ``otel_rtc.collector``, with the same names, units and attributes
 (``docs/processor.md``). Everything else passes through unchanged.
 
@@ -19,7 +19,7 @@ under the scope ``otel_rtc.collector``, with the same names, units and attribute
   ``otel_rtc.telemetry.dropped`` / ``otel_rtc.internal.errors`` (component
   ``collector_processor``). Even a failed import of ``otel_rtc`` leaves data flowing.
 * **Configuration**: ``OTEL_RTC_*`` environment variables of the collector process
-  (:func:`otel_rtc._derived.settings_from_env`).
+  (:func:`otel_rtc.core.derived.settings_from_env`).
 
 Only the stdlib, otel_rtc's pure core and ``rotel_sdk`` (provided by the agent) are
 imported; ``rotel_sdk`` lazily, so this module can be unit-tested with test doubles.
@@ -42,11 +42,11 @@ _logger = logging.getLogger("otel_rtc")
 try:  # the agent's interpreter uses the system sys.path: reach the package next to us
     import otel_rtc  # noqa: F401
 except Exception:  # pragma: no cover - depends on how the agent was started
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 _IMPORT_ERROR: BaseException | None = None
 try:
-    from otel_rtc._derived import (
+    from otel_rtc.core.derived import (
         Attrs,
         DerivedGroups,
         LoadDeriver,

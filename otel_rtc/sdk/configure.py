@@ -14,7 +14,7 @@ Where telemetry goes:
   ``OTEL_RTC_OUTPUT_DIR``). A collector's ``otlpjsonfile`` receiver ingests them as is.
 * **Nowhere** (``mode="disabled"``) with ``OTEL_SDK_DISABLED=true``: no-op providers.
 
-Metrics always pass through :class:`~otel_rtc._exporter.RtcMetricExporter`, so the
+Metrics always pass through :class:`~otel_rtc.sdk.export.RtcMetricExporter`, so the
 hot-path aggregates of otel_rtc's instrumentations and the default metric processors
 are part of every export. An absent collector never blocks the application: spans and
 logs are queued in bounded batch processors and exported from background threads with
@@ -34,13 +34,13 @@ from typing import Any
 
 from opentelemetry._logs import SeverityNumber, get_logger
 
-from otel_rtc._exporter import MetricsProcessor
-from otel_rtc._local_aggregation import (
+from otel_rtc.instrumentation.self_telemetry import count_drop, register_self_metrics, report_error
+from otel_rtc.sdk.aggregation import (
     LocalAggregationRegistry,
     bind_registry,
     default_registry,
 )
-from otel_rtc._self_telemetry import count_drop, register_self_metrics, report_error
+from otel_rtc.sdk.export import MetricsProcessor
 from otel_rtc.version import __version__
 
 __all__ = [
@@ -609,7 +609,7 @@ def configure(
         logger_provider: Use this logger provider instead of creating one.
         set_global: Install the providers as the OpenTelemetry globals.
         processors: Metric processors of the export stage; default
-            :func:`otel_rtc._defaults.default_processors`.
+            :func:`otel_rtc.sdk.defaults.default_processors`.
         bursts: Switch burst tracking on or off process-wide (``None``: leave it to
             ``OTEL_RTC_BURSTS_ENABLED`` / the config file).
 
@@ -627,7 +627,7 @@ def configure(
         calls = _configure_calls
 
     if bursts is not None:
-        from otel_rtc._switch import set_burst_enabled
+        from otel_rtc.core.switch import set_burst_enabled
 
         set_burst_enabled(bursts)
 
@@ -696,7 +696,7 @@ def configure(
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        from otel_rtc._exporter import RtcMetricExporter
+        from otel_rtc.sdk.export import RtcMetricExporter
 
         global _default_registry_owner
         with _state_lock:
@@ -709,7 +709,7 @@ def configure(
         readers = []
         if metric_exp is not None:
             if processors is None:
-                from otel_rtc._defaults import default_processors
+                from otel_rtc.sdk.defaults import default_processors
 
                 procs: Sequence[MetricsProcessor] = default_processors()
             else:

@@ -1,7 +1,7 @@
 """The ``otel-rtc`` command.
 
 ``otel-rtc collector`` starts a local Rotel collector with the otel_rtc metrics processor
-(:mod:`otel_rtc.collector_processor`) on loopback ports and runs until interrupted::
+(:mod:`otel_rtc.collector.processor`) on loopback ports and runs until interrupted::
 
     otel-rtc collector --exporter-endpoint http://127.0.0.1:4318
     otel-rtc collector --exporter blackhole --http-port 4318 --grpc-port 4317
@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from otel_rtc._rotel import (
+from otel_rtc.collector.rotel import (
     PACKAGE_PARENT,
     RotelCollector,
     RotelError,

@@ -1,6 +1,6 @@
 """Participant session telemetry: ref-counted sessions, lifecycle events, session metrics.
 
-:class:`SessionRegistry` wraps the pure :class:`~otel_rtc._session_core.SessionCore`
+:class:`SessionRegistry` wraps the pure :class:`~otel_rtc.core.sessions.SessionCore`
 and publishes what it decides:
 
 * ``participant_joined`` / ``participant_left`` exactly once per session, as OpenTelemetry
@@ -25,17 +25,17 @@ from opentelemetry import metrics as metrics_api
 from opentelemetry._logs import SeverityNumber, get_logger
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from otel_rtc import _local_aggregation
-from otel_rtc._attributes import intern_attrs
-from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
-from otel_rtc._local_aggregation import CounterSpec, HistogramSpec, Recorder, get_recorder
-from otel_rtc._self_telemetry import count_drop, report_error
-from otel_rtc._session_core import (
+from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
+from otel_rtc.core.sessions import (
     PARTICIPANT_LEFT,
     Session,
     SessionCore,
     SessionEvent,
 )
+from otel_rtc.instrumentation.attributes import intern_attrs
+from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
+from otel_rtc.sdk import aggregation as _local_aggregation
+from otel_rtc.sdk.aggregation import CounterSpec, HistogramSpec, Recorder, get_recorder
 from otel_rtc.version import __version__
 
 __all__ = ["Session", "SessionEvent", "SessionRegistry"]

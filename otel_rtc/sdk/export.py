@@ -4,7 +4,7 @@
 export it
 
 1. merges the hot-path aggregates of a
-   :class:`~otel_rtc._local_aggregation.LocalAggregationRegistry` into the batch, and
+   :class:`~otel_rtc.sdk.aggregation.LocalAggregationRegistry` into the batch, and
 2. runs each :class:`MetricsProcessor` (window rates, traffic load, ...) over the batch,
 
 then hands the result to the inner exporter. It follows the inner exporter's preferred
@@ -24,12 +24,12 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
-from otel_rtc._local_aggregation import (
+from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
+from otel_rtc.sdk.aggregation import (
     LocalAggregationRegistry,
     _bump_generation,
     default_registry,
 )
-from otel_rtc._self_telemetry import count_drop, report_error
 
 
 class MetricsProcessor(abc.ABC):
@@ -165,6 +165,6 @@ class RtcOTLPMetricExporter(RtcMetricExporter):
     """
 
     def __init__(self) -> None:
-        from otel_rtc._defaults import default_processors
+        from otel_rtc.sdk.defaults import default_processors
 
         super().__init__(processors=default_processors())

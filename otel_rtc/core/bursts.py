@@ -1,6 +1,6 @@
 """Burst accounting: how long a consumer stays busy, and the latency bound that implies.
 
-Pure core: stdlib and :mod:`otel_rtc._clock` only, so it also runs inside a collector.
+Pure core: stdlib and :mod:`otel_rtc.core.clock` only, so it also runs inside a collector.
 
 A *burst* starts when a message begins processing while no burst is in progress, and
 ends when the consumer next finds its input buffer empty. The idle time between two
@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from otel_rtc._clock import NS_PER_S, Clock, wall_clock_ns
+from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
 
 _logger = logging.getLogger("otel_rtc")
 
