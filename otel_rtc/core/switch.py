@@ -39,6 +39,8 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 
+from otel_rtc.core.env import parse_bool
+
 _logger = logging.getLogger("otel_rtc")
 
 __all__ = [
@@ -61,20 +63,9 @@ ENV_CONFIG_FILE = "OTEL_RTC_CONFIG_FILE"
 
 DEFAULTS: dict[str, bool] = {"enabled": False, "log_stats": True, "log_data": False}
 _ENV_FOR = {"enabled": ENV_ENABLED, "log_stats": ENV_LOG_STATS, "log_data": ENV_LOG_DATA}
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 _MAX_CONFIG_BYTES = 1 << 20
 
 Listener = Callable[["BurstSwitches"], None]
-
-
-def _parse_bool(raw: str) -> bool | None:
-    v = raw.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    return None
 
 
 def _file_value(v: object, what: str) -> bool:
@@ -82,8 +73,11 @@ def _file_value(v: object, what: str) -> bool:
         return v
     if isinstance(v, int):
         return v != 0
-    if isinstance(v, str) and _parse_bool(v) is not None:
-        return bool(_parse_bool(v))
+    if isinstance(v, str):
+        try:
+            return parse_bool(v)
+        except ValueError:
+            pass
     raise ValueError(f"{what}: expected a boolean or an integer, got {v!r}")
 
 
@@ -239,8 +233,9 @@ class BurstSwitches:
             if raw is None or raw.strip() == "":
                 changes[switch] = DEFAULTS[switch]
                 continue
-            value = _parse_bool(raw)
-            if value is None:
+            try:
+                value = parse_bool(raw)
+            except ValueError:
                 self._invalid("invalid_env", "otel_rtc: %s=%r is not a boolean; using %s",
                               var, raw, DEFAULTS[switch])
                 value = DEFAULTS[switch]

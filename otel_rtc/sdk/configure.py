@@ -34,6 +34,7 @@ from typing import Any
 
 from opentelemetry._logs import SeverityNumber, get_logger
 
+from otel_rtc.core.env import env_str, env_value
 from otel_rtc.instrumentation.self_telemetry import count_drop, register_self_metrics, report_error
 from otel_rtc.sdk.aggregation import (
     LocalAggregationRegistry,
@@ -83,29 +84,18 @@ _SIGNALS = ("traces", "metrics", "logs")
 _HTTP_PATHS = {"traces": "v1/traces", "metrics": "v1/metrics", "logs": "v1/logs"}
 
 
-def _env(name: str) -> str | None:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    return raw.strip()
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    raw = _env(name)
-    if raw is None:
-        return default
+def _spec_bool(raw: str) -> bool:
+    # The OpenTelemetry specification's own booleans (OTEL_SDK_DISABLED) are only
+    # true/false; OTEL_RTC_* booleans use otel_rtc.core.env.parse_bool.
     v = raw.lower()
-    if v == "true":
-        return True
-    if v == "false":
-        return False
-    _logger.warning("otel_rtc: %s=%r is not true/false; using %s", name, raw, default)
-    return default
+    if v not in ("true", "false"):
+        raise ValueError("not true/false")
+    return v == "true"
 
 
 def _env_protocol(signal: str) -> str:
     for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        raw = _env(name)
+        raw = env_str(name)
         if raw is None:
             continue
         if raw.lower() in _PROTOCOLS:
@@ -117,7 +107,7 @@ def _env_protocol(signal: str) -> str:
 
 
 def _env_interval_s() -> float:
-    raw = _env("OTEL_METRIC_EXPORT_INTERVAL")
+    raw = env_str("OTEL_METRIC_EXPORT_INTERVAL")
     if raw is None:
         return DEFAULT_EXPORT_INTERVAL_S
     try:
@@ -132,14 +122,14 @@ def _env_interval_s() -> float:
 
 
 def _env_has_timeout(signal: str) -> bool:
-    return (_env(f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT") is not None
-            or _env("OTEL_EXPORTER_OTLP_TIMEOUT") is not None)
+    return (env_str(f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT") is not None
+            or env_str("OTEL_EXPORTER_OTLP_TIMEOUT") is not None)
 
 
 def _env_endpoint_configured() -> bool:
     names = ["OTEL_EXPORTER_OTLP_ENDPOINT"]
     names += [f"OTEL_EXPORTER_OTLP_{s.upper()}_ENDPOINT" for s in _SIGNALS]
-    return any(_env(n) is not None for n in names)
+    return any(env_str(n) is not None for n in names)
 
 
 # -- global providers --------------------------------------------------------------------
@@ -470,8 +460,8 @@ def _otlp_exporters(protocol: str, endpoint: str | None, headers: dict[str, str]
             # exporter; merge so that both apply, the argument winning per key.
             from opentelemetry.util.re import parse_env_headers
 
-            env = (_env(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS")
-                   or _env("OTEL_EXPORTER_OTLP_HEADERS") or "")
+            env = (env_str(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS")
+                   or env_str("OTEL_EXPORTER_OTLP_HEADERS") or "")
             kw["headers"] = {**parse_env_headers(env, liberal=True), **headers}
         if not _env_has_timeout(signal):
             kw["timeout"] = timeout_s
@@ -512,7 +502,7 @@ def _prepare_output_dir(output_dir: str | os.PathLike[str] | None) -> Path | Non
     """The output directory, created; ``None`` (after a warning) if it cannot be."""
     explicit = output_dir is not None
     raw: str | os.PathLike[str] = (output_dir if output_dir is not None
-                                   else (_env(ENV_OUTPUT_DIR) or DEFAULT_OUTPUT_DIR))
+                                   else (env_str(ENV_OUTPUT_DIR) or DEFAULT_OUTPUT_DIR))
     path = Path(os.fspath(raw)).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -631,7 +621,7 @@ def configure(
 
         set_burst_enabled(bursts)
 
-    if _env_bool("OTEL_SDK_DISABLED", False):
+    if env_value("OTEL_SDK_DISABLED", _spec_bool, False):
         from opentelemetry import _logs, metrics, trace
 
         return Telemetry(

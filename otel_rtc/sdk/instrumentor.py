@@ -21,7 +21,6 @@ endpoint is configured, else the OTLP JSON files in ``./telemetry-out``. Set
 from __future__ import annotations
 
 import logging
-import os
 import weakref
 from collections.abc import Collection
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from otel_rtc.core import switch as _switch
+from otel_rtc.core.env import env_bool
 from otel_rtc.instrumentation.self_telemetry import register_self_metrics, report_error
 from otel_rtc.sdk import aggregation as _local_aggregation
 from otel_rtc.version import __version__
@@ -42,16 +42,7 @@ _WATCH_INTERVAL_S = 2.0
 
 
 def _auto_configure_enabled() -> bool:
-    raw = os.environ.get(ENV_AUTO_CONFIGURE)
-    if raw is None or raw.strip() == "":
-        return True
-    v = raw.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    _logger.warning("otel_rtc: %s=%r is not a boolean; using true", ENV_AUTO_CONFIGURE, raw)
-    return True
+    return env_bool(ENV_AUTO_CONFIGURE, True)
 
 
 def rtc_registry_of(meter_provider: Any) -> _local_aggregation.LocalAggregationRegistry | None:
