@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
+from otel_rtc.core.env import env_value, parse_bool
 from otel_rtc.core.load import (
     DIRECTIONS,
     MEDIA,
@@ -511,29 +512,13 @@ def _floats(raw: str) -> tuple[float, ...]:
     return vals
 
 
-def _bool(raw: str) -> bool:
-    v = raw.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {raw!r}")
-
-
 def settings_from_env(environ: Mapping[str, str]) -> ProcessorSettings:
     """Read :class:`ProcessorSettings`; a bad value logs a warning and uses the default."""
     d = RateConfig()
     ld = TrafficLoadConfig()
 
     def get(name: str, parse: Callable[[str], object], default: object) -> object:
-        raw = environ.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            return parse(raw)
-        except (ValueError, TypeError) as exc:
-            _logger.warning("otel_rtc: ignoring %s=%r (%s); using %r", name, raw, exc, default)
-            return default
+        return env_value(name, parse, default, environ)
 
     include = get("OTEL_RTC_RATE_METRICS",
                   lambda r: tuple(p.strip() for p in r.split(",") if p.strip()), DEFAULT_INCLUDE)
@@ -565,8 +550,8 @@ def settings_from_env(environ: Mapping[str, str]) -> ProcessorSettings:
     return ProcessorSettings(
         include=include,  # type: ignore[arg-type]
         rate=rate, load=load,
-        rates_enabled=get("OTEL_RTC_RATES", _bool, True),  # type: ignore[arg-type]
-        load_enabled=get("OTEL_RTC_LOAD", _bool, True),  # type: ignore[arg-type]
+        rates_enabled=get("OTEL_RTC_RATES", parse_bool, True),  # type: ignore[arg-type]
+        load_enabled=get("OTEL_RTC_LOAD", parse_bool, True),  # type: ignore[arg-type]
         sample_period_s=float(period),
         emit_interval_s=_emit_interval(get("OTEL_RTC_EMIT_INTERVAL", float, 10.0)),
     )
