@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from otel_rtc.sdk.configure import Telemetry, configure
+from otel_rtc import Telemetry, configure
 
 BAR_WIDTH = 30
 REFRESH_S = 1.0

@@ -52,8 +52,8 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from otel_rtc import BurstMonitor, FrameStats, InstrumentedAsyncQueue, MessageHandler
-from otel_rtc.version import __version__
+from otel_rtc import BurstMonitor, InstrumentedAsyncQueue, MessageHandler, __version__
+from otel_rtc.core import FrameStats
 
 DESTINATION = "chat"
 SYSTEM = "udp"
@@ -339,7 +339,7 @@ async def run(
     """Run the server and its client for ``duration_s`` seconds of load, then drain.
 
     Burst tracking follows the process-wide switches (off by default:
-    ``otel_rtc.set_burst_enabled(True)``, ``configure(bursts=True)`` or
+    ``configure(bursts=True)``, ``otel_rtc.burst_switches().set(enabled=True)`` or
     ``OTEL_RTC_BURSTS_ENABLED=true``).
 
     Args:

@@ -29,11 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_rtc.core.clock import NS_PER_S, ManualClock
-from otel_rtc.instrumentation.pubsub import PubSubTelemetry, Subscription
-from otel_rtc.instrumentation.sessions import SessionEvent, SessionRegistry
-from otel_rtc.instrumentation.traffic import TrafficAccounting
+from otel_rtc import PubSubTelemetry, SessionRegistry, TrafficAccounting
+from otel_rtc.core import ManualClock
+from otel_rtc.instrumentation import SessionEvent, Subscription
 
+NS_PER_S = 1_000_000_000
 TICK_NS = NS_PER_S // 10
 MS = NS_PER_S // 1000
 
@@ -308,7 +308,7 @@ def run(duration_s: float = 10.0, *, rooms: int = 3, seed: int = 1, virtual: boo
 def _providers() -> tuple[Any, Any, Any, Callable[[], None]]:
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         try:
-            from otel_rtc.sdk.configure import configure  # type: ignore[import-not-found]
+            from otel_rtc import configure
 
             handle = configure()
             shutdown = getattr(handle, "shutdown", lambda: None)
@@ -324,12 +324,12 @@ def _providers() -> tuple[Any, Any, Any, Callable[[], None]]:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        from otel_rtc.sdk.export import RtcMetricExporter
+        from otel_rtc import RtcWrappingMetricExporter
 
         tp = TracerProvider()
         tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(
-            RtcMetricExporter(), export_interval_millis=5000)])
+            RtcWrappingMetricExporter(), export_interval_millis=5000)])
         lp = LoggerProvider()
         lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
 

@@ -1,8 +1,21 @@
 """otel_rtc: OpenTelemetry instrumentation for real-time messaging and media systems.
 
-Public names are loaded lazily (PEP 562): ``import otel_rtc`` is cheap, and the pure
-core modules (``otel_rtc.core.bursts``, ``otel_rtc.core.rates``, ...) can be imported inside a
-collector's embedded interpreter without the OpenTelemetry SDK.
+The names here are what an application needs: :func:`configure` the SDK, instrument
+message handlers, buffers, bursts, pub/sub, sessions and traffic, and add the metric
+processors (true rates, traffic load) to an export. Everything else lives in the
+subpackages, one per layer (see ``docs/architecture.md``):
+
+* :mod:`otel_rtc.core`: the pure, stdlib-only core (bursts, rates, traffic load, clocks,
+  switches, metric names); it also runs inside a collector;
+* :mod:`otel_rtc.instrumentation`: the instrumentations (OpenTelemetry API and wrapt);
+* :mod:`otel_rtc.sdk`: ``configure()``, the export stage, processors, Prometheus reader,
+  the ``opentelemetry-instrument`` instrumentor;
+* :mod:`otel_rtc.collector`: the Rotel processor and launcher;
+* :mod:`otel_rtc.testing`: in-memory pipelines and counters for tests.
+
+Names are loaded lazily (PEP 562): ``import otel_rtc`` is cheap, and a name whose extra
+is not installed (``RtcInstrumentor``: ``instrument``; ``RtcPrometheusMetricReader``:
+``prometheus``) still resolves, but raises an ``ImportError`` naming the extra when used.
 """
 
 from __future__ import annotations
@@ -12,201 +25,89 @@ from typing import TYPE_CHECKING, Any
 
 from otel_rtc.version import __version__
 
-# public name -> private module that defines it
+# public name -> the subpackage that exports it
 _EXPORTS: dict[str, str] = {
-    "AttrSet": "instrumentation.attributes",
-    "intern_attrs": "instrumentation.attributes",
-    "BoundedBuffer": "instrumentation.buffers",
-    "InstrumentedAsyncQueue": "instrumentation.buffers",
-    "InstrumentedQueue": "instrumentation.buffers",
-    "last_enqueue_ns": "instrumentation.buffers",
-    "BurstRecord": "core.bursts",
-    "BurstTracker": "core.bursts",
-    "FrameStats": "core.bursts",
-    "BurstMonitor": "instrumentation.bursts",
-    "get_burst_monitor": "instrumentation.bursts",
-    "Clock": "core.clock",
-    "ManualClock": "core.clock",
-    "wall_clock_ns": "core.clock",
-    "Telemetry": "sdk.configure",
-    "configure": "sdk.configure",
-    "MetricsProcessor": "sdk.export",
-    "RtcMetricExporter": "sdk.export",
-    "RtcOTLPMetricExporter": "sdk.export",
-    "MessageHandler": "instrumentation.handler",
-    "MessageScope": "instrumentation.handler",
-    "RtcInstrumentor": "sdk.instrumentor",
-    "CounterSpec": "sdk.aggregation",
-    "HistogramSpec": "sdk.aggregation",
-    "LocalAggregationRegistry": "sdk.aggregation",
-    "bind_registry": "sdk.aggregation",
-    "default_registry": "sdk.aggregation",
-    "PubSubTelemetry": "instrumentation.pubsub",
-    "Publication": "instrumentation.pubsub",
-    "Subscription": "instrumentation.pubsub",
-    "CounterSampler": "sdk.processors",
-    "TrafficLoadProcessor": "sdk.processors",
-    "WindowRateProcessor": "sdk.processors",
-    "register_sample_source": "sdk.processors",
-    "unregister_sample_source": "sdk.processors",
-    "RateConfig": "core.rates",
-    "RateEngine": "core.rates",
-    "SeriesRates": "core.rates",
-    "RtcPrometheusMetricReader": "sdk.prometheus",
-    "RotelCollector": "collector.rotel",
-    "RotelError": "collector.rotel",
-    "RotelNotInstalledError": "collector.rotel",
-    "find_rotel": "collector.rotel",
-    "default_processors": "sdk.defaults",
-    "drop_count": "instrumentation.self_telemetry",
-    "error_count": "instrumentation.self_telemetry",
-    "Session": "instrumentation.sessions",
-    "SessionEvent": "instrumentation.sessions",
-    "SessionRegistry": "instrumentation.sessions",
-    "BurstSwitches": "core.switch",
-    "get_switches": "core.switch",
-    "set_burst_enabled": "core.switch",
-    "set_burst_log_data": "core.switch",
-    "set_burst_log_stats": "core.switch",
-    "set_config_file": "core.switch",
-    "TrafficAccounting": "instrumentation.traffic",
-    "LoadWeights": "core.load",
-    "ParticipantLoad": "core.load",
-    "RoomLoad": "core.load",
-    "TrafficLoadCalculator": "core.load",
-    "TrafficLoadConfig": "core.load",
+    "configure": "sdk",
+    "Telemetry": "sdk",
+    "MessageHandler": "instrumentation",
+    "InstrumentedQueue": "instrumentation",
+    "InstrumentedAsyncQueue": "instrumentation",
+    "BoundedBuffer": "instrumentation",
+    "BurstMonitor": "instrumentation",
+    "burst_switches": "core",
+    "PubSubTelemetry": "instrumentation",
+    "SessionRegistry": "instrumentation",
+    "TrafficAccounting": "instrumentation",
+    "RtcWrappingMetricExporter": "sdk",
+    "MetricsProcessor": "sdk",
+    "WindowRateProcessor": "sdk",
+    "TrafficLoadProcessor": "sdk",
+    "default_processors": "sdk",
+    "register_sample_source": "sdk",
+    "RateConfig": "core",
+    "TrafficLoadConfig": "core",
+    "RtcPrometheusMetricReader": "sdk",
+    "RtcInstrumentor": "sdk",
+    "RotelCollector": "collector",
 }
 
 __all__ = [
-    "AttrSet",
     "BoundedBuffer",
     "BurstMonitor",
-    "BurstRecord",
-    "BurstSwitches",
-    "BurstTracker",
-    "Clock",
-    "CounterSampler",
-    "CounterSpec",
-    "FrameStats",
-    "HistogramSpec",
     "InstrumentedAsyncQueue",
     "InstrumentedQueue",
-    "LoadWeights",
-    "LocalAggregationRegistry",
-    "ManualClock",
     "MessageHandler",
-    "MessageScope",
     "MetricsProcessor",
-    "ParticipantLoad",
     "PubSubTelemetry",
-    "Publication",
     "RateConfig",
-    "RateEngine",
-    "RoomLoad",
     "RotelCollector",
-    "RotelError",
-    "RotelNotInstalledError",
     "RtcInstrumentor",
-    "RtcMetricExporter",
-    "RtcOTLPMetricExporter",
     "RtcPrometheusMetricReader",
-    "SeriesRates",
-    "Session",
-    "SessionEvent",
+    "RtcWrappingMetricExporter",
     "SessionRegistry",
-    "Subscription",
     "Telemetry",
     "TrafficAccounting",
-    "TrafficLoadCalculator",
     "TrafficLoadConfig",
     "TrafficLoadProcessor",
     "WindowRateProcessor",
     "__version__",
-    "bind_registry",
+    "burst_switches",
     "configure",
     "default_processors",
-    "default_registry",
-    "drop_count",
-    "error_count",
-    "find_rotel",
-    "get_burst_monitor",
-    "get_switches",
-    "intern_attrs",
-    "last_enqueue_ns",
     "register_sample_source",
-    "set_burst_enabled",
-    "set_burst_log_data",
-    "set_burst_log_stats",
-    "set_config_file",
-    "unregister_sample_source",
-    "wall_clock_ns",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from otel_rtc.collector.rotel import (
-        RotelCollector,
-        RotelError,
-        RotelNotInstalledError,
-        find_rotel,
-    )
-    from otel_rtc.core.bursts import BurstRecord, BurstTracker, FrameStats
-    from otel_rtc.core.clock import Clock, ManualClock, wall_clock_ns
-    from otel_rtc.core.load import (
-        LoadWeights,
-        ParticipantLoad,
-        RoomLoad,
-        TrafficLoadCalculator,
-        TrafficLoadConfig,
-    )
-    from otel_rtc.core.rates import RateConfig, RateEngine, SeriesRates
-    from otel_rtc.core.switch import (
-        BurstSwitches,
-        get_switches,
-        set_burst_enabled,
-        set_burst_log_data,
-        set_burst_log_stats,
-        set_config_file,
-    )
-    from otel_rtc.instrumentation.attributes import AttrSet, intern_attrs
+    from otel_rtc.collector.rotel import RotelCollector
+    from otel_rtc.core.load import TrafficLoadConfig
+    from otel_rtc.core.rates import RateConfig
+    from otel_rtc.core.sample_sources import register_sample_source
+    from otel_rtc.core.switch import burst_switches
     from otel_rtc.instrumentation.buffers import (
         BoundedBuffer,
         InstrumentedAsyncQueue,
         InstrumentedQueue,
-        last_enqueue_ns,
     )
-    from otel_rtc.instrumentation.bursts import BurstMonitor, get_burst_monitor
-    from otel_rtc.instrumentation.handler import MessageHandler, MessageScope
-    from otel_rtc.instrumentation.pubsub import Publication, PubSubTelemetry, Subscription
-    from otel_rtc.instrumentation.self_telemetry import drop_count, error_count
-    from otel_rtc.instrumentation.sessions import Session, SessionEvent, SessionRegistry
+    from otel_rtc.instrumentation.bursts import BurstMonitor
+    from otel_rtc.instrumentation.handler import MessageHandler
+    from otel_rtc.instrumentation.pubsub import PubSubTelemetry
+    from otel_rtc.instrumentation.sessions import SessionRegistry
     from otel_rtc.instrumentation.traffic import TrafficAccounting
-    from otel_rtc.sdk.aggregation import (
-        CounterSpec,
-        HistogramSpec,
-        LocalAggregationRegistry,
-        bind_registry,
-        default_registry,
-    )
     from otel_rtc.sdk.configure import Telemetry, configure
     from otel_rtc.sdk.defaults import default_processors
-    from otel_rtc.sdk.export import MetricsProcessor, RtcMetricExporter, RtcOTLPMetricExporter
+    from otel_rtc.sdk.export import MetricsProcessor, RtcWrappingMetricExporter
     from otel_rtc.sdk.instrumentor import RtcInstrumentor
-    from otel_rtc.sdk.processors import (
-        CounterSampler,
-        TrafficLoadProcessor,
-        WindowRateProcessor,
-        register_sample_source,
-        unregister_sample_source,
-    )
+    from otel_rtc.sdk.processors import TrafficLoadProcessor, WindowRateProcessor
     from otel_rtc.sdk.prometheus import RtcPrometheusMetricReader
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    package = _EXPORTS.get(name)
+    if package is None:
         raise AttributeError(f"module 'otel_rtc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"otel_rtc.{module}"), name)
-    globals()[name] = value
+    value = getattr(importlib.import_module(f"otel_rtc.{package}"), name)
+    if not getattr(value, "missing_extra", None):  # keep a placeholder out of the cache
+        globals()[name] = value
     return value
 
 

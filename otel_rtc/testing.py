@@ -1,5 +1,9 @@
 """Test helpers: in-memory pipelines with the otel_rtc export stage bound.
 
+Also here: :class:`ManualClock` (drive time by hand), and :func:`drop_count` /
+:func:`error_count`, the in-process totals behind ``otel_rtc.telemetry.dropped`` and
+``otel_rtc.internal.errors``.
+
 Example:
     >>> p = make_test_pipeline()
     >>> # ... exercise instrumented code with tracer_provider=p.tracer_provider ...
@@ -23,17 +27,19 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from otel_rtc.core.clock import ManualClock
+from otel_rtc.instrumentation.self_telemetry import drop_count, error_count
 from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
 from otel_rtc.sdk.export import MetricsProcessor
 
-__all__ = ["CapturingMetricExporter", "RtcInMemoryMetricReader", "TestPipeline",
-           "make_test_pipeline"]
+__all__ = ["CapturingMetricExporter", "ManualClock", "RtcInMemoryMetricReader", "TestPipeline",
+           "drop_count", "error_count", "make_test_pipeline"]
 
 
 class CapturingMetricExporter(MetricExporter):
     """A push exporter that keeps every batch it is given (``.batches``); always succeeds.
 
-    For testing what an export stage (e.g. :class:`~otel_rtc.RtcMetricExporter`) hands
+    For testing what an export stage (e.g. :class:`~otel_rtc.RtcWrappingMetricExporter`) hands
     to the exporter it wraps.
     """
 
@@ -59,7 +65,7 @@ class RtcInMemoryMetricReader(InMemoryMetricReader):
     """An ``InMemoryMetricReader`` with the otel_rtc export stage applied.
 
     It merges a local-aggregation registry and runs processors exactly as
-    :class:`otel_rtc.RtcMetricExporter` does on export.
+    :class:`otel_rtc.RtcWrappingMetricExporter` does on export.
     """
 
     def __init__(

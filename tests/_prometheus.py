@@ -277,9 +277,9 @@ def _run_sfu(duration_s: float, ep: ScrapeEndpoint) -> dict[str, Any]:
 
 def _run_message_server(duration_s: float, ep: ScrapeEndpoint) -> Any:
     from examples import message_server
-    from otel_rtc.core.switch import get_switches
+    from otel_rtc.core.switch import burst_switches
 
-    switches = get_switches()
+    switches = burst_switches()
     before = switches.snapshot()["enabled"]
     switches.set(enabled=True)  # burst tracking is off by default; the burst panels need it
     try:

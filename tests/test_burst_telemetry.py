@@ -383,7 +383,7 @@ def test_real_path_through_rotel(tmp_path, switches):
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
-    from otel_rtc.sdk.export import RtcMetricExporter
+    from otel_rtc.sdk.export import RtcWrappingMetricExporter
 
     sink = _OtlpSink()
     log = open(tmp_path / "rotel.log", "wb")  # closed in finally
@@ -410,7 +410,7 @@ def test_real_path_through_rotel(tmp_path, switches):
         base = f"http://127.0.0.1:{http_port}"
         registry = LocalAggregationRegistry()
         reader = PeriodicExportingMetricReader(
-            RtcMetricExporter(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"),
+            RtcWrappingMetricExporter(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"),
                               registry=registry),
             export_interval_millis=3_600_000,
         )

@@ -414,7 +414,7 @@ def test_injected_providers_are_used_and_not_shut_down(clean_env):
 
 
 def test_bursts_switch(clean_env):
-    sw = _switch.get_switches()
+    sw = _switch.burst_switches()
     before = sw.enabled
     try:
         h = configure(set_global=False, bursts=True)

@@ -20,7 +20,7 @@ from otel_rtc.sdk.aggregation import (
     LocalAggregationRegistry,
     get_recorder,
 )
-from otel_rtc.sdk.export import RtcMetricExporter
+from otel_rtc.sdk.export import RtcWrappingMetricExporter
 from otel_rtc.sdk.instrumentor import RtcInstrumentor, rtc_registry_of
 from otel_rtc.testing import CapturingMetricExporter
 
@@ -35,7 +35,7 @@ SPEC = HistogramSpec("test.instrumentor.h", "s", "test")
 def restore_switches(monkeypatch):
     for var in (_switch.ENV_ENABLED, _switch.ENV_CONFIG_FILE):
         monkeypatch.delenv(var, raising=False)
-    sw = _switch.get_switches()
+    sw = _switch.burst_switches()
     sw.poll()
     before = sw.snapshot()
     yield sw
@@ -55,7 +55,7 @@ def test_no_library_dependencies():
 def test_binds_rtc_stage_and_reverses(restore_switches):
     registry = LocalAggregationRegistry()
     reader = PeriodicExportingMetricReader(
-        RtcMetricExporter(CapturingMetricExporter(), registry=registry),
+        RtcWrappingMetricExporter(CapturingMetricExporter(), registry=registry),
         export_interval_millis=3_600_000)
     mp = MeterProvider(metric_readers=[reader])
     try:

@@ -3,8 +3,15 @@ import threading
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
-from otel_rtc import CounterSpec, HistogramSpec, ManualClock, intern_attrs
-from otel_rtc.sdk.aggregation import LocalAggregationRegistry, SdkRecorder, get_recorder
+from otel_rtc.core.clock import ManualClock
+from otel_rtc.instrumentation.attributes import intern_attrs
+from otel_rtc.sdk.aggregation import (
+    CounterSpec,
+    HistogramSpec,
+    LocalAggregationRegistry,
+    SdkRecorder,
+    get_recorder,
+)
 from otel_rtc.testing import CapturingMetricExporter, make_test_pipeline
 
 H = HistogramSpec("t.latency", "s", "test", (0.1, 1.0))
@@ -114,12 +121,12 @@ def test_local_aggregates_export_when_the_sdk_has_no_data_of_its_own():
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    from otel_rtc import RtcMetricExporter
+    from otel_rtc import RtcWrappingMetricExporter
     from otel_rtc.sdk.aggregation import bind_registry
 
     inner = CapturingMetricExporter()
     reg = LocalAggregationRegistry()
-    exporter = RtcMetricExporter(inner, registry=reg)
+    exporter = RtcWrappingMetricExporter(inner, registry=reg)
     mp = MeterProvider(metric_readers=[
         PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)])
     bind_registry(mp, reg)
@@ -173,13 +180,13 @@ def test_burst_metrics_survive_a_closed_and_collected_monitor():
 def test_a_failed_metric_export_counts_its_points_as_dropped():
     from opentelemetry.sdk.metrics.export import MetricExportResult
 
-    from otel_rtc import RtcMetricExporter
+    from otel_rtc import RtcWrappingMetricExporter
     from otel_rtc.instrumentation.self_telemetry import drop_count
 
     inner = CapturingMetricExporter()
     inner.export = lambda data, timeout_millis=10_000, **kw: MetricExportResult.FAILURE
     reg = LocalAggregationRegistry()
-    exporter = RtcMetricExporter(inner, registry=reg)
+    exporter = RtcWrappingMetricExporter(inner, registry=reg)
     rec = reg.recorder([H], [C])
     rec.append((A, (0.2,), None, 0))
     rec.append((intern_attrs({"k": "w"}), (0.3,), None, 0))

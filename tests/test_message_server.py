@@ -6,9 +6,8 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from examples import message_server
-from otel_rtc import drop_count
-from otel_rtc.core.switch import get_switches
-from otel_rtc.testing import make_test_pipeline
+from otel_rtc.core.switch import burst_switches
+from otel_rtc.testing import drop_count, make_test_pipeline
 
 
 def _sum(points):
@@ -18,7 +17,7 @@ def _sum(points):
 @pytest.fixture(scope="module")
 def run_once():
     """One short run with burst tracking on, against in-memory exporters."""
-    switches = get_switches()
+    switches = burst_switches()
     before = switches.snapshot()["enabled"]
     switches.set(enabled=True)
     pipe = make_test_pipeline()

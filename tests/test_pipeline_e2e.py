@@ -14,7 +14,7 @@ import pytest
 from examples import message_server, sfu_pubsub
 from otel_rtc import configure
 from otel_rtc.collector.rotel import processor_path
-from otel_rtc.core.switch import get_switches
+from otel_rtc.core.switch import burst_switches
 from otel_rtc.instrumentation.pubsub import ATTEMPT_REASONS
 from tests._otlp_receiver import attrs_of
 
@@ -30,7 +30,7 @@ def through_rotel():
 
     if find_rotel() is None:
         pytest.skip("rotel-agent not installed")
-    switches = get_switches()
+    switches = burst_switches()
     before = switches.snapshot()["enabled"]
     with OtlpReceiver() as recv:
         col = RotelCollector(exporter_endpoint=recv.endpoint,

@@ -83,7 +83,7 @@ def test_end_to_end_through_rotel(otlp_receiver, rotel_collector):
     from otel_rtc.instrumentation.sessions import SessionRegistry
     from otel_rtc.instrumentation.traffic import TrafficAccounting
     from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
-    from otel_rtc.sdk.export import RtcMetricExporter
+    from otel_rtc.sdk.export import RtcWrappingMetricExporter
 
     recv = otlp_receiver
     col = rotel_collector(exporter_endpoint=recv.endpoint)
@@ -91,7 +91,7 @@ def test_end_to_end_through_rotel(otlp_receiver, rotel_collector):
     tp = TracerProvider()
     tp.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(f"{base}/v1/traces")))
     registry = LocalAggregationRegistry()
-    exporter = RtcMetricExporter(OTLPMetricExporter(f"{base}/v1/metrics"),
+    exporter = RtcWrappingMetricExporter(OTLPMetricExporter(f"{base}/v1/metrics"),
                                  registry=registry)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
     mp = MeterProvider(metric_readers=[reader])

@@ -198,18 +198,16 @@ def test_listener_errors_are_contained(caplog):
     sw.remove_listener(bad)  # absent: no error
 
 
-def test_process_wide_helpers(monkeypatch):
+def test_one_process_wide_switch_object(monkeypatch):
     monkeypatch.setattr(_switch, "_default", None)
     monkeypatch.delenv(ENV_ENABLED, raising=False)
     monkeypatch.delenv(ENV_CONFIG_FILE, raising=False)
-    sw = _switch.get_switches()
-    assert _switch.get_switches() is sw and sw.enabled is False
-    _switch.set_burst_enabled(True)
-    _switch.set_burst_log_stats(False)
-    _switch.set_burst_log_data(True)
+    sw = _switch.burst_switches()
+    assert _switch.burst_switches() is sw and sw.enabled is False
+    sw.set(enabled=True, log_stats=False, log_data=True)
     assert sw.snapshot() == {"enabled": True, "log_stats": False, "log_data": True}
     monkeypatch.setenv(ENV_ENABLED, "0")  # os.environ changed at run time by the app
     sw.poll()
     assert sw.enabled is False
-    _switch.set_config_file(None)
+    sw.set_config_file(None)
     assert sw.config_file is None

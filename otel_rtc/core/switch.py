@@ -9,7 +9,8 @@ path):
 
 They change without a restart through three sources; the latest *change* wins:
 
-1. the API (:meth:`BurstSwitches.set`, :func:`set_burst_enabled`, ...);
+1. the live switch object: ``burst_switches().set(enabled=True)`` (which is also what
+   ``otel_rtc.configure(bursts=...)`` calls);
 2. environment variables ``OTEL_RTC_BURSTS_ENABLED``, ``OTEL_RTC_BURSTS_LOG_STATS``,
    ``OTEL_RTC_BURSTS_LOG_DATA`` (``true/false/1/0/yes/no/on/off``), re-read on every
    :meth:`~BurstSwitches.poll` and applied when their value changes;
@@ -49,11 +50,7 @@ __all__ = [
     "ENV_LOG_DATA",
     "ENV_LOG_STATS",
     "BurstSwitches",
-    "get_switches",
-    "set_burst_enabled",
-    "set_burst_log_data",
-    "set_burst_log_stats",
-    "set_config_file",
+    "burst_switches",
 ]
 
 ENV_ENABLED = "OTEL_RTC_BURSTS_ENABLED"
@@ -338,8 +335,12 @@ _default: BurstSwitches | None = None
 _default_lock = threading.Lock()
 
 
-def get_switches() -> BurstSwitches:
-    """The process-wide switches (created from the environment on first use)."""
+def burst_switches() -> BurstSwitches:
+    """The process-wide burst switches (created from the environment on first use).
+
+    The one live switch object: ``burst_switches().set(enabled=True)`` switches burst
+    tracking on at run time, ``.set_config_file(path)`` watches a LiveConfig file.
+    """
     global _default
     s = _default
     if s is None:
@@ -348,23 +349,3 @@ def get_switches() -> BurstSwitches:
                 _default = BurstSwitches()
             s = _default
     return s
-
-
-def set_burst_enabled(enabled: bool) -> None:
-    """Switch burst tracking on or off process-wide, at run time."""
-    get_switches().set(enabled=enabled)
-
-
-def set_burst_log_stats(log_stats: bool) -> None:
-    """Switch the periodic ``logMessageBurstStats`` line on or off."""
-    get_switches().set(log_stats=log_stats)
-
-
-def set_burst_log_data(log_data: bool) -> None:
-    """Switch the periodic ``logMessageBurstData`` line on or off."""
-    get_switches().set(log_data=log_data)
-
-
-def set_config_file(path: str | os.PathLike[str] | None) -> None:
-    """Watch ``path`` as the process-wide LiveConfig-style config file."""
-    get_switches().set_config_file(path)

@@ -21,7 +21,7 @@ from opentelemetry.trace import Span, SpanContext, SpanKind
 
 from otel_rtc.core.bursts import BurstRecord, BurstTracker, FrameStats
 from otel_rtc.core.clock import Clock, wall_clock_ns
-from otel_rtc.core.switch import BurstSwitches, get_switches
+from otel_rtc.core.switch import BurstSwitches, burst_switches
 from otel_rtc.instrumentation.attributes import intern_attrs
 from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
 from otel_rtc.sdk import aggregation as _local_aggregation
@@ -139,7 +139,7 @@ class BurstMonitor:
         self._span_lock = threading.Lock()
         self._spans: dict[int, tuple[Span, SpanContext | None]] = {}
         self.last_frame: FrameStats | None = None
-        self._switches = switches if switches is not None else get_switches()
+        self._switches = switches if switches is not None else burst_switches()
         if self._switches.on_invalid is None:
             self._switches.on_invalid = _on_invalid_switch
         self.enabled: bool = self._switches.enabled

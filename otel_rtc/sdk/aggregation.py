@@ -3,7 +3,7 @@
 The OpenTelemetry SDK's ``Histogram.record()`` costs microseconds per call (attribute
 hashing, locks, exemplar filter). A message handler that wants to cost less than that
 appends one tuple per message to a :class:`BufferedRecorder`; the export stage
-(:class:`otel_rtc.RtcMetricExporter`) drains every recorder at collection time and folds
+(:class:`otel_rtc.RtcWrappingMetricExporter`) drains every recorder at collection time and folds
 the events into exact explicit-bucket histograms and counters, which it merges into the
 ``MetricsData`` it exports.
 

@@ -14,7 +14,7 @@ Where telemetry goes:
   ``OTEL_RTC_OUTPUT_DIR``). A collector's ``otlpjsonfile`` receiver ingests them as is.
 * **Nowhere** (``mode="disabled"``) with ``OTEL_SDK_DISABLED=true``: no-op providers.
 
-Metrics always pass through :class:`~otel_rtc.sdk.export.RtcMetricExporter`, so the
+Metrics always pass through :class:`~otel_rtc.sdk.export.RtcWrappingMetricExporter`, so the
 hot-path aggregates of otel_rtc's instrumentations and the default metric processors
 are part of every export. An absent collector never blocks the application: spans and
 logs are queued in bounded batch processors and exported from background threads with
@@ -617,9 +617,9 @@ def configure(
         calls = _configure_calls
 
     if bursts is not None:
-        from otel_rtc.core.switch import set_burst_enabled
+        from otel_rtc.core.switch import burst_switches
 
-        set_burst_enabled(bursts)
+        burst_switches().set(enabled=bursts)
 
     if env_value("OTEL_SDK_DISABLED", _spec_bool, False):
         from opentelemetry import _logs, metrics, trace
@@ -686,7 +686,7 @@ def configure(
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        from otel_rtc.sdk.export import RtcMetricExporter
+        from otel_rtc.sdk.export import RtcWrappingMetricExporter
 
         global _default_registry_owner
         with _state_lock:
@@ -704,7 +704,7 @@ def configure(
                 procs: Sequence[MetricsProcessor] = default_processors()
             else:
                 procs = list(processors)
-            rtc = RtcMetricExporter(metric_exp, registry=registry, processors=procs)
+            rtc = RtcWrappingMetricExporter(metric_exp, registry=registry, processors=procs)
             readers.append(PeriodicExportingMetricReader(
                 rtc, export_interval_millis=interval_s * 1000,
                 export_timeout_millis=timeout_s * 1000))

@@ -1,6 +1,6 @@
 """The export stage: a ``MetricExporter`` that adds otel_rtc's metrics to any exporter.
 
-:class:`RtcMetricExporter` wraps an inner exporter (OTLP/HTTP by default). On every
+:class:`RtcWrappingMetricExporter` wraps an inner exporter (OTLP/HTTP by default). On every
 export it
 
 1. merges the hot-path aggregates of a
@@ -82,8 +82,11 @@ def close_export_stage(registry: LocalAggregationRegistry,
     registry.active = False
 
 
-class RtcMetricExporter(MetricExporter):
-    """Wraps ``inner`` and adds otel_rtc's aggregates and derived metrics to its exports.
+class RtcWrappingMetricExporter(MetricExporter):
+    """Wraps any ``inner`` exporter and adds otel_rtc's aggregates and derived metrics.
+
+    Use it in your own SDK set-up (``configure()`` builds one for you). Without ``inner``
+    it wraps OTLP/HTTP; ``processors`` default to none.
 
     Args:
         inner: The exporter that actually sends data. Defaults to the OTLP/HTTP exporter
@@ -157,11 +160,11 @@ class RtcMetricExporter(MetricExporter):
         self.inner.shutdown(timeout_millis=timeout_millis)
 
 
-class RtcOTLPMetricExporter(RtcMetricExporter):
-    """Entry-point exporter: ``OTEL_METRICS_EXPORTER=otel_rtc``.
+class RtcEnvConfiguredMetricExporter(RtcWrappingMetricExporter):
+    """The exporter that ``OTEL_METRICS_EXPORTER=otel_rtc`` selects; takes no arguments.
 
-    OTLP/HTTP from the standard environment variables, with the otel_rtc stage and its
-    default processors (see :func:`otel_rtc.default_processors`).
+    Configured entirely from the environment: OTLP/HTTP from ``OTEL_EXPORTER_OTLP_*``, the
+    default processors from ``OTEL_RTC_*`` (see :func:`otel_rtc.default_processors`).
     """
 
     def __init__(self) -> None:

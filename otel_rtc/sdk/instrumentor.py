@@ -49,16 +49,16 @@ def rtc_registry_of(meter_provider: Any) -> _local_aggregation.LocalAggregationR
     """The registry of the otel_rtc export stage among ``meter_provider``'s readers.
 
     ``None`` when the provider does not export through
-    :class:`~otel_rtc.sdk.export.RtcMetricExporter` (or is not an SDK provider).
+    :class:`~otel_rtc.sdk.export.RtcWrappingMetricExporter` (or is not an SDK provider).
     """
-    from otel_rtc.sdk.export import RtcMetricExporter
+    from otel_rtc.sdk.export import RtcWrappingMetricExporter
 
     readers = getattr(meter_provider, "_metric_readers", None)
     if readers is None:
         readers = getattr(getattr(meter_provider, "_sdk_config", None), "metric_readers", ())
     for reader in readers or ():
         exporter = getattr(reader, "_exporter", None)
-        if isinstance(exporter, RtcMetricExporter):
+        if isinstance(exporter, RtcWrappingMetricExporter):
             return exporter.registry
     return None
 
@@ -104,9 +104,7 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._telemetry = None
         self._bound = None
         self._started_watcher = False
-        sw_existing = _switch._default
-        self._enabled_before = sw_existing.enabled if sw_existing is not None else \
-            _switch.DEFAULTS["enabled"]
+        self._enabled_before = _switch.burst_switches().enabled
 
         mp = kwargs.get("meter_provider")
         want_configure = kwargs.get("configure")
@@ -129,7 +127,7 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if get_meter is not None:
             register_self_metrics(get_meter("otel_rtc", __version__))
 
-        switches = _switch.get_switches()
+        switches = _switch.burst_switches()
         switches.poll()  # the env-var switches
         bursts = kwargs.get("bursts")
         if bursts is not None:
@@ -140,7 +138,7 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         try:
-            switches = _switch.get_switches()
+            switches = _switch.burst_switches()
             if self._started_watcher:
                 switches.stop_watcher()
                 self._started_watcher = False

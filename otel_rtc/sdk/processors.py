@@ -2,7 +2,7 @@
 
 :class:`WindowRateProcessor` and :class:`TrafficLoadProcessor` are
 :class:`~otel_rtc.sdk.export.MetricsProcessor` s run by
-:class:`~otel_rtc.sdk.export.RtcMetricExporter` on every export. They convert the SDK's
+:class:`~otel_rtc.sdk.export.RtcWrappingMetricExporter` on every export. They convert the SDK's
 ``MetricsData`` points into samples of the pure core (:mod:`otel_rtc.core.rates`,
 :mod:`otel_rtc.core.load` through :mod:`otel_rtc.core.derived`) and add the derived
 gauges to the batch; everything else passes through unchanged.
