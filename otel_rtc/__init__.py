@@ -25,30 +25,31 @@ from typing import TYPE_CHECKING, Any
 
 from otel_rtc.version import __version__
 
-# public name -> the subpackage that exports it
+# public name -> the module that defines it (the two names that need an extra come
+# from otel_rtc.sdk, which resolves them to a placeholder when the extra is missing)
 _EXPORTS: dict[str, str] = {
-    "configure": "sdk",
-    "Telemetry": "sdk",
-    "MessageHandler": "instrumentation",
-    "InstrumentedQueue": "instrumentation",
-    "InstrumentedAsyncQueue": "instrumentation",
-    "BoundedBuffer": "instrumentation",
-    "BurstMonitor": "instrumentation",
-    "burst_switches": "core",
-    "PubSubTelemetry": "instrumentation",
-    "SessionRegistry": "instrumentation",
-    "TrafficAccounting": "instrumentation",
-    "RtcWrappingMetricExporter": "sdk",
-    "MetricsProcessor": "sdk",
-    "WindowRateProcessor": "sdk",
-    "TrafficLoadProcessor": "sdk",
-    "default_processors": "sdk",
-    "register_sample_source": "sdk",
-    "RateConfig": "core",
-    "TrafficLoadConfig": "core",
-    "RtcPrometheusMetricReader": "sdk",
+    "burst_switches": "core.switch",
+    "RateConfig": "core.rates",
+    "TrafficLoadConfig": "core.load",
+    "BoundedBuffer": "instrumentation.buffers",
+    "InstrumentedAsyncQueue": "instrumentation.buffers",
+    "InstrumentedQueue": "instrumentation.buffers",
+    "BurstMonitor": "instrumentation.bursts",
+    "MessageHandler": "instrumentation.handler",
+    "PubSubTelemetry": "instrumentation.pubsub",
+    "SessionRegistry": "instrumentation.sessions",
+    "TrafficAccounting": "instrumentation.traffic",
+    "Telemetry": "sdk.configure",
+    "configure": "sdk.configure",
+    "default_processors": "sdk.defaults",
+    "MetricsProcessor": "sdk.export",
+    "RtcWrappingMetricExporter": "sdk.export",
+    "TrafficLoadProcessor": "sdk.processors",
+    "WindowRateProcessor": "sdk.processors",
+    "register_sample_source": "core.sample_sources",
     "RtcInstrumentor": "sdk",
-    "RotelCollector": "collector",
+    "RtcPrometheusMetricReader": "sdk",
+    "RotelCollector": "collector.rotel",
 }
 
 __all__ = [
@@ -102,10 +103,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
 
 
 def __getattr__(name: str) -> Any:
-    package = _EXPORTS.get(name)
-    if package is None:
+    module = _EXPORTS.get(name)
+    if module is None:
         raise AttributeError(f"module 'otel_rtc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"otel_rtc.{package}"), name)
+    value = getattr(importlib.import_module(f"otel_rtc.{module}"), name)
     if not getattr(value, "missing_extra", None):  # keep a placeholder out of the cache
         globals()[name] = value
     return value

@@ -43,6 +43,23 @@ def test_every_public_name_resolves(package):
         assert set(mod.__all__) - {"__version__"} == set(exports)
 
 
+def test_no_public_name_is_shadowed_by_a_submodule():
+    # Importing a submodule sets it as an attribute of its package: a public name equal
+    # to a submodule's name (e.g. otel_rtc.sdk.configure) would silently become a module.
+    import pkgutil
+    import types
+
+    for info in pkgutil.walk_packages(otel_rtc.__path__, "otel_rtc."):
+        try:
+            importlib.import_module(info.name)
+        except ImportError:
+            pass  # a module whose extra is missing
+    for package in PACKAGES:
+        mod = importlib.import_module(package)
+        for name in mod.__all__:
+            assert not isinstance(getattr(mod, name), types.ModuleType), f"{package}.{name}"
+
+
 def test_the_top_level_is_small_and_plumbing_free():
     assert len(otel_rtc.__all__) <= 25
     for name in REMOVED:

@@ -1,5 +1,8 @@
 """The SDK layer: ``configure()``, local aggregation, the export stage and processors.
 
+``configure()`` itself is :func:`otel_rtc.configure` (here ``otel_rtc.sdk.configure`` is
+its module).
+
 This is the only layer that imports ``opentelemetry.sdk``. The names below load lazily.
 Two need an extra: :class:`RtcInstrumentor` (``pip install 'otel-rtc[instrument]'``) and
 :class:`RtcPrometheusMetricReader` (``pip install 'otel-rtc[prometheus]'``). Without it
@@ -16,7 +19,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 # public name -> module of otel_rtc.sdk that defines it
 _EXPORTS: dict[str, str] = {
     "Telemetry": "configure",
-    "configure": "configure",
     "default_processors": "defaults",
     "MetricsProcessor": "export",
     "RtcEnvConfiguredMetricExporter": "export",
@@ -46,14 +48,13 @@ __all__ = [
     "Telemetry",
     "TrafficLoadProcessor",
     "WindowRateProcessor",
-    "configure",
     "default_processors",
     "register_sample_source",
     "unregister_sample_source",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from otel_rtc.sdk.configure import Telemetry, configure
+    from otel_rtc.sdk.configure import Telemetry
     from otel_rtc.sdk.defaults import default_processors
     from otel_rtc.sdk.export import (
         MetricsProcessor,
