@@ -28,6 +28,7 @@ from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
 from otel_rtc.sdk.aggregation import (
     LocalAggregationRegistry,
     _bump_generation,
+    bind_registry,
     default_registry,
 )
 
@@ -123,6 +124,15 @@ class RtcWrappingMetricExporter(MetricExporter):
         self.processors: list[MetricsProcessor] = list(processors)
         self.registry.active = True
         _bump_generation()
+
+    def bind(self, meter_provider: object) -> None:
+        """Route otel_rtc's hot-path recorders of ``meter_provider`` to this exporter.
+
+        Call it once the provider that reads through this exporter exists: otel_rtc's
+        instruments of that provider then buffer into :attr:`registry`, which every
+        export merges.
+        """
+        bind_registry(meter_provider, self.registry)
 
     def transform(self, metrics_data: MetricsData) -> MetricsData:
         """Apply the merge and the processors; never raises."""
