@@ -342,27 +342,56 @@ def test_custom_processors_run_in_the_export(clean_env):
     assert "otel_rtc.burst.duration" in tag.seen  # processors see the merged aggregates
 
 
-def test_absent_collector_never_blocks(clean_env, caplog):
-    """A closed loopback port: the app's calls stay fast, shutdown is bounded."""
+def test_hung_exports_never_block_the_application(clean_env, caplog, monkeypatch):
+    """A collector that never answers: the app's calls return while every export hangs.
+
+    No wall-clock bound. Each OTLP export blocks until the test releases it; the
+    application's calls run while at least one export is known to be blocked, and must
+    all return (a blocking path would never return: the join below gives up after 60 s
+    and fails), none of the exports running on the application's thread. Shutdown with a
+    collector down is tested in test_shutdown_with_collector_down_*.
+    """
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    release, entered = threading.Event(), threading.Event()
+    export_threads: set[int] = set()
+    for cls in (OTLPSpanExporter, OTLPMetricExporter, OTLPLogExporter):
+        def hung(self, *args, _orig=cls.export, **kwargs):
+            export_threads.add(threading.get_ident())
+            entered.set()
+            release.wait(60)
+            return _orig(self, *args, **kwargs)  # then fails fast: nothing listens
+
+        monkeypatch.setattr(cls, "export", hung)
+
     dead = f"http://127.0.0.1:{_free_port()}"
-    h = configure(set_global=False, endpoint=dead, export_interval_s=0.1,
+    h = configure(set_global=False, endpoint=dead, export_interval_s=0.05,
                   export_timeout_s=1.0)
     clean_env.append(h)
     tracer = h.tracer_provider.get_tracer("t")
-    t0 = time.monotonic()
-    with caplog.at_level(logging.CRITICAL):
+    app_thread: list[int] = []
+
+    def application() -> None:
+        app_thread.append(threading.get_ident())
         for _ in range(5_000):  # more than the span queue holds: overflow is dropped
             with tracer.start_as_current_span("x"):
                 pass
         _exercise(h)
-        elapsed_calls = time.monotonic() - t0
-        time.sleep(0.3)  # let a few exports fail
-        t1 = time.monotonic()
+
+    with caplog.at_level(logging.CRITICAL):
+        tracer.start_span("first").end()
+        assert entered.wait(30), "no export started"  # an export now hangs
+        app = threading.Thread(target=application)
+        app.start()
+        app.join(60)
+        returned = not app.is_alive()
+        release.set()
+        app.join()
         h.shutdown(timeout_s=3.0)
-        elapsed_shutdown = time.monotonic() - t1
-    # Generous bounds: a blocking exporter would take >= the 1 s timeout per batch.
-    assert elapsed_calls < 5.0
-    assert elapsed_shutdown < 4.0
+    assert returned, "the application's calls blocked on a hung export"
+    assert app_thread[0] not in export_threads
 
 
 def test_grpc_through_real_collector(clean_env, otlp_receiver, rotel_collector):
