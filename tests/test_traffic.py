@@ -201,3 +201,39 @@ def test_zero_first_report_is_not_counted_as_baselined():
     acc.add("r", "p", "up", "audio", 3, 30)
     assert totals(acc) == 3
     assert acc.baselined == 0  # nothing was left uncounted
+
+
+@pytest.mark.parametrize("modulus", [2**32, 2**16])
+def test_the_wrap_boundary_is_exactly_half_the_modulus(modulus):
+    """A decrease is a wrap when the wrapped delta is at most modulus // 2, else rejected.
+
+    Pins both sides of the boundary (and of the implausible-increase bound, which is the
+    same half modulus), so moving it by one in either direction fails this test.
+    """
+    half = modulus // 2
+    start = modulus - 100
+
+    def wrapped_by(delta):
+        # The counter went from `start` past the wrap: new total = (start + delta) % modulus.
+        acc = TrafficAccounting(meter_provider=False, modulus=modulus)
+        acc.add("r", "p", "up", "video", start, 0)  # baseline
+        acc.add("r", "p", "up", "video", (start + delta) % modulus, 0)
+        return totals(acc)
+
+    _self_telemetry._reset_for_tests()
+    assert wrapped_by(half) == half  # the largest wrap still believed
+    assert _self_telemetry.drop_count("traffic", "negative_delta") == 0
+    assert wrapped_by(half + 1) == 0  # one more: an unexplained decrease, rejected
+    assert _self_telemetry.drop_count("traffic", "negative_delta") == 1
+
+    def increased_by(delta):
+        acc = TrafficAccounting(meter_provider=False, modulus=modulus)
+        acc.add("r", "p", "up", "video", 0, 0, from_zero=True)
+        acc.add("r", "p", "up", "video", 10, 0)
+        acc.add("r", "p", "up", "video", 10 + delta, 0)
+        return totals(acc) - 10
+
+    assert increased_by(half) == half  # the largest increase still plausible
+    assert _self_telemetry.drop_count("traffic", "implausible_delta") == 0
+    assert increased_by(half + 1) == 0
+    assert _self_telemetry.drop_count("traffic", "implausible_delta") == 1
