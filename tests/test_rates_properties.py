@@ -1,16 +1,16 @@
 """Properties of RateEngine over generated inputs (hypothesis)."""
 
+import itertools
 import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_rtc.core.rates import REJECT_REASONS, RateConfig, RateEngine
+from otel_rtc.core.rates import NO_RECORDED_VALUE, REJECT_REASONS, RateConfig, RateEngine
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
-CFG = RateConfig(windows_s=(5.0, 30.0, 120.0), peak_subwindows_s=(1.0, 5.0),
-                 max_samples_per_series=400)
+CFG = RateConfig(peak_subwindows_s=(1.0, 5.0))
 FAST = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
@@ -21,6 +21,8 @@ segments = st.lists(
 )
 # Sampling instants: gaps between samples, in ms.
 sample_gaps = st.lists(st.integers(1, 7000), min_size=1, max_size=120)
+# Where the reads fall: after which sample index (sorted, deduplicated by the test).
+read_after = st.lists(st.integers(0, 119), max_size=8)
 
 
 def cumulative_at(segs, t_ns):
@@ -35,36 +37,45 @@ def cumulative_at(segs, t_ns):
     return acc
 
 
-def feed(segs, gaps, start=True):
-    eng = RateEngine(CFG, clock=lambda: T0)
+def feed(segs, gaps, reads=(), cfg=CFG, start=True):
+    """Samples every ``gaps``; reads after the given sample indices and at the end."""
+    eng = RateEngine(cfg, clock=lambda: T0)
     t = T0
-    eng.observe("k", 0.0, t, start_ns=T0 if start else None)
-    for g in gaps:
+    eng.observe("k", 0.0, t, T0 if start else 0)
+    readings = []
+    reads = set(reads)
+    for n, g in enumerate(gaps):
         t += g * 1_000_000
-        assert eng.observe("k", cumulative_at(segs, t), t, start_ns=T0 if start else None)
-    return eng, t
+        assert eng.observe("k", cumulative_at(segs, t), t, T0 if start else 0)
+        if n in reads:
+            readings += eng.read(t)
+    readings += eng.read(t)
+    return eng, t, readings
 
 
 @FAST
-@given(segments, sample_gaps)
-def test_mean_times_span_is_total_and_total_is_the_true_increase(segs, gaps):
-    eng, t = feed(segs, gaps)
-    r = eng.rates("k", t)
-    truth = cumulative_at(segs, t)
-    assert math.isclose(r.total, truth, rel_tol=1e-9, abs_tol=1e-6)
-    assert r.span_s == (t - T0) / S
-    assert math.isclose(r.mean_rate * r.span_s, r.total, rel_tol=1e-9, abs_tol=1e-6)
+@given(segments, sample_gaps, read_after)
+def test_readings_tile_time_and_carry_the_true_increase(segs, gaps, reads):
+    _, t, readings = feed(segs, gaps, reads)
+    assert readings
+    assert readings[0].start_ns == T0 and readings[-1].time_ns == t
+    for a, b in itertools.pairwise(readings):
+        assert a.time_ns == b.start_ns  # consecutive spans tile the time line
+    for r in readings:
+        want = cumulative_at(segs, r.time_ns) - cumulative_at(segs, r.start_ns)
+        got = r.mean * (r.time_ns - r.start_ns) / S
+        assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-6)
 
 
 @FAST
-@given(segments, sample_gaps)
-def test_peaks_and_windows_never_exceed_the_true_peak(segs, gaps):
-    eng, t = feed(segs, gaps)
+@given(segments, sample_gaps, read_after)
+def test_means_and_peaks_never_exceed_the_true_peak(segs, gaps, reads):
+    _, _, readings = feed(segs, gaps, reads)
     true_max = max(rate for _, rate in segs)
-    r = eng.rates("k", t)
     tol = 1e-9 * true_max + 1e-6
-    for v in (*r.peak_rates.values(), *r.window_rates.values(), r.mean_rate):
-        assert v is None or 0 <= v <= true_max + tol
+    for r in readings:
+        for v in (r.mean, *r.peaks):
+            assert v is None or 0 <= v <= true_max + tol
 
 
 @FAST
@@ -72,30 +83,143 @@ def test_peaks_and_windows_never_exceed_the_true_peak(segs, gaps):
 def test_a_burst_longer_than_twice_the_subwindow_is_found_exactly(rate, start_s, length_s):
     """1 s samples; constant burst of ``length_s`` seconds: both peaks equal the rate."""
     segs = [(start_s * 1000, 0.0), (length_s * 1000, rate), (5000, 0.0)]
-    eng, t = feed(segs, [1000] * (start_s + length_s + 5))
-    r = eng.rates("k", t)
-    assert math.isclose(r.peak_rates[1.0], rate, rel_tol=1e-9)
-    assert math.isclose(r.peak_rates[5.0], rate, rel_tol=1e-9)
+    _, _, [r] = feed(segs, [1000] * (start_s + length_s + 5))
+    assert math.isclose(r.peaks[0], rate, rel_tol=1e-9)
+    assert math.isclose(r.peaks[1], rate, rel_tol=1e-9)
+
+
+def _defined_peaks(intervals, peaks_s):
+    """Peaks by the definition in docs/rates.md, brute force over one span's intervals.
+
+    ``intervals``: every interval of the series as ``(t0, t1, inc, in_span)`` in time order.
+    The run ending at interval j is the shortest run of consecutive contiguous intervals
+    ending at j lasting >= 0.95 x S; it counts if it lasts <= 2 x S and j is in the span.
+    """
+    out = []
+    for sw in peaks_s:
+        need, cap = int(sw * 0.95 * S), int(sw * 2.0 * S)
+        best = None
+        for j, (_a, end, _x, in_span) in enumerate(intervals):
+            if not in_span:
+                continue
+            i = j
+            while i > 0 and end - intervals[i][0] < need and intervals[i - 1][1] == intervals[i][0]:
+                i -= 1
+            dur = end - intervals[i][0]
+            if need <= dur <= cap:
+                r = math.fsum(x for _a, _b, x, _s in intervals[i:j + 1]) * S / dur
+                best = r if best is None else max(best, r)
+        out.append(best)
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([(1.0,), (1.0, 5.0), (0.5, 2.0), (0.25, 1.0, 3.0)]),
+       st.lists(st.tuples(st.sampled_from(["cum", "cum", "cum", "reset", "read", "marker",
+                                           "baseline"]),
+                          st.one_of(st.integers(1, 3000),
+                                    st.sampled_from([1000, 999, 1001, 250, 5000])),
+                          st.floats(0, 1e6, allow_nan=False)),
+                min_size=1, max_size=120))
+def test_incremental_peaks_equal_the_definition(peaks_s, steps):
+    """Running peaks (updated per point, O(1) amortised) equal the brute-force definition,
+    across sub-second and jittered samples, resets, markers, new baselines and reads."""
+    eng = RateEngine(RateConfig(peak_subwindows_s=peaks_s, gap_after_s=20.0),
+                     clock=lambda: T0)
+    t, v, start = T0, 0.0, T0
+    eng.observe("k", 0.0, t, start)  # start == time: a baseline
+    intervals: list[list] = []  # [t0, t1, inc, in current span]
+    stale = False
+    for kind, gap_ms, x in steps:
+        if kind == "read":
+            got = eng.read(t + 1)
+            want = _defined_peaks([(a, b, c, d) for a, b, c, d in intervals], peaks_s)
+            if any(d for *_, d in intervals):
+                [r] = got
+                for g, w in zip(r.peaks, want, strict=True):
+                    assert (g is None) == (w is None), (r.peaks, want)
+                    if g is not None:
+                        assert math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-6)
+            for iv in intervals:
+                iv[3] = False
+            continue
+        t_new = t + gap_ms * 1_000_000
+        if kind == "marker":
+            # The start time shows continuity: the next point continues the run.
+            eng.observe("k", 0.0, t_new, start, True, NO_RECORDED_VALUE)
+            stale = True
+            continue
+        if kind == "baseline":
+            # A marker, then a point of a new run starting at its own time: a baseline.
+            eng.observe("k", 0.0, t_new, start, True, NO_RECORDED_VALUE)
+            v, start = x, t_new
+            assert eng.observe("k", v, t_new, start)
+            intervals.append([t_new, t_new, 0.0, False])  # breaks every chain
+            t, stale = t_new, False
+            continue
+        if kind == "reset":
+            v_new = x / 2
+            inc = v_new if v_new < v else v_new - v
+        else:
+            v_new = v + x
+            inc = x
+        assert eng.observe("k", v_new, t_new, start)
+        if stale and v_new < v:
+            # After a marker a decrease is no continuity: a new baseline, no interval.
+            intervals.append([t_new, t_new, 0.0, False])
+        else:
+            intervals.append([t, t_new, inc, True])
+        stale = False
+        t, v = t_new, v_new
 
 
 @FAST
-@given(segments, sample_gaps, st.integers(0, 200))
-def test_window_rates_equal_the_true_mean_over_their_covered_span(segs, gaps, back_s):
-    eng, t = feed(segs, gaps)
-    now = t + back_s * S // 10
-    r = eng.rates("k", now)
-    # Brute force over the same samples.
-    times = [T0]
-    for g in gaps:
-        times.append(times[-1] + g * 1_000_000)
-    for w, got in r.window_rates.items():
-        inside = [x for x in times if x >= now - int(w * S) and x <= now]
-        if len(inside) < 2:
-            assert got is None
-        else:
-            want = (cumulative_at(segs, inside[-1]) - cumulative_at(segs, inside[0])) / (
-                (inside[-1] - inside[0]) / S)
-            assert math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-3)
+@given(segments, sample_gaps, st.integers(1, 4), st.lists(st.integers(1, 30_000), min_size=1,
+                                                            max_size=8))
+def test_a_quiet_series_never_rises_then_reads_0_once_and_ends(segs, gaps, quiet, later_ms):
+    """After its last sample a series gives its last reading, then nothing until
+    ``quiet_intervals`` silent reads, then exactly one final reading of 0, then nothing."""
+    cfg = RateConfig(quiet_intervals=quiet)
+    eng, t, readings = feed(segs, gaps, cfg=cfg)
+    last = readings[-1]
+    assert not last.final
+    after = []
+    now = t
+    for ms in later_ms + [1] * (quiet + 2):
+        now += ms * 1_000_000
+        after.append(eng.read(now))
+    flat = [r for rs in after for r in rs]
+    assert len(flat) == 1, flat
+    [final] = flat
+    assert final.final and final.mean == 0.0 and all(p == 0.0 for p in final.peaks)
+    assert final.start_ns == t  # from the last point to the read: it never rises
+    assert after.index([final]) == quiet - 1
+    assert "k" not in eng
+    assert eng.anomaly_counts().get("quiet") == 1
+
+
+@FAST
+@given(segments, st.lists(st.integers(500, 1500), min_size=3, max_size=80), st.data())
+def test_a_staleness_marker_with_continuity_changes_nothing(segs, gaps, data):
+    """Markers between samples of a series whose start time shows continuity: the
+    readings are exactly those without the markers (neither a value nor a reset)."""
+    marks = data.draw(st.sets(st.integers(0, len(gaps) - 2)))
+    plain = RateEngine(CFG, clock=lambda: T0)
+    marked = RateEngine(CFG, clock=lambda: T0)
+    t = T0
+    for e in (plain, marked):
+        e.observe("k", 0.0, t, T0)
+    for n, g in enumerate(gaps):
+        t += g * 1_000_000
+        v = cumulative_at(segs, t)
+        plain.observe("k", v, t, T0)
+        marked.observe("k", v, t, T0)
+        if n in marks:
+            marked.observe("k", 0.0, t + 1, T0, True, NO_RECORDED_VALUE)
+    a, b = plain.read(t), marked.read(t)
+    assert [(r.mean, r.start_ns, r.time_ns, r.peaks) for r in a] == \
+        [(r.mean, r.start_ns, r.time_ns, r.peaks) for r in b]
+    assert marked.anomaly_counts().get("stale", 0) == len(marks)
 
 
 any_value = st.one_of(
@@ -106,118 +230,25 @@ any_value = st.one_of(
 any_time = st.one_of(st.integers(-(2**65), 2**65), st.floats(), st.none(),
                      st.integers(T0, T0 + 100 * S))
 point = st.tuples(st.sampled_from(["a", "b", ("c", 1)]), any_value, any_time,
-                  st.one_of(st.none(), any_time), st.booleans())
+                  st.one_of(st.none(), any_time), st.booleans(),
+                  st.one_of(st.sampled_from([0, 0, 1, 2]), st.none(), st.text(max_size=1)))
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(point, max_size=60), st.sampled_from([None, 2**32]))
-def test_no_exception_on_any_input_and_every_rejection_is_counted(points, mod):
+@given(st.lists(point, max_size=60), st.sampled_from([None, 2**32]),
+       st.lists(st.integers(T0, T0 + 200 * S), max_size=4))
+def test_no_exception_on_any_input_and_every_rejection_is_counted(points, mod, reads):
     counted = []
-    eng = RateEngine(RateConfig(max_series=2, wrap_modulus=mod, max_samples_per_series=8),
-                     clock=lambda: T0, on_drop=counted.append)
+    eng = RateEngine(RateConfig(max_series=2, wrap_modulus=mod, peak_subwindows_s=(1.0, 5.0),
+                                windows_s=(10.0,)),
+                     clock=lambda: T0, on_anomaly=counted.append)
     rejected = 0
-    for key, value, t, start, cum in points:
-        if not eng.observe(key, value, t, start_ns=start, cumulative=cum):
+    for key, value, t, start, cum, flags in points:
+        if not eng.observe(key, value, t, start, cum, flags):
             rejected += 1
     assert sum(1 for r in counted if r in REJECT_REASONS) == rejected
-    for _, r in eng.items(T0 + 50 * S):
-        for v in (r.mean_rate, *r.window_rates.values(), *r.peak_rates.values()):
-            assert v is None or (math.isfinite(v) and v >= 0)
-        assert math.isfinite(r.total) and r.total >= 0
-
-
-# -- incremental peaks == the definition, over whatever is in the ring -------------------
-
-def _defined_peaks(eng, key, now):
-    """Peaks by the definition in docs/rates.md, brute force over the ring's intervals.
-
-    For each interval j ending by ``now``, the run ending at j starts at the last
-    interval i whose start is at least 0.95 x the sub-window before j's end; it counts
-    if i lies inside the horizon (and is still in the ring) and the run lasts at most
-    2 x the sub-window. Rate = sum of the run's increments / its duration.
-    """
-    s = eng._series[key]
-    t0s, t1s, incs = (list(x) for x in s.chronological())
-    horizon = eng._horizon_ns
-    out = {}
-    for sw, need, cap in eng._peaks_ns:
-        best = None
-        for j, end in enumerate(t1s):
-            if end > now:
-                continue
-            starts = [i for i in range(j + 1) if t0s[i] <= end - need]
-            if not starts:
-                continue
-            i = starts[-1]
-            if t0s[i] < now - horizon:
-                continue
-            dur = end - t0s[i]
-            if dur > cap:
-                continue
-            r = math.fsum(incs[i:j + 1]) * S / dur
-            best = r if best is None else max(best, r)
-        out[sw] = best
-    return out
-
-
-@st.composite
-def _histories(draw):
-    ring = draw(st.integers(2, 40))
-    subs = draw(st.sampled_from([(1.0, 5.0), (1.0,), (0.5, 2.0), (0.25, 1.0, 3.0)]))
-    cfg = RateConfig(windows_s=(5.0, 30.0), peak_subwindows_s=subs,
-                     max_samples_per_series=ring, gap_after_s=20.0)
-    steps = draw(st.lists(st.tuples(
-        st.sampled_from(["cum", "cum", "cum", "cum", "reset", "restart", "delta", "read"]),
-        st.one_of(st.integers(1, 3000), st.sampled_from([1000, 1000, 999, 1001, 250, 5000])),
-        st.floats(0, 1e6, allow_nan=False), st.integers(-2000, 3000)),
-        min_size=1, max_size=120))
-    return cfg, steps
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_histories())
-def test_incremental_peaks_equal_the_definition_and_the_rescan(history):
-    """Peaks kept incrementally (a stack per sub-window, caught up on each read) equal
-    the definition and the full rescan of the ring, for reads at any time in between:
-    ring overwrites, resets, restarts, delta points, sub-second and jittered samples,
-    and reads before the newest interval's end (which take the rescan)."""
-    from otel_rtc.core.rates import _rescan
-
-    cfg, steps = history
-    eng = RateEngine(cfg, clock=lambda: T0)
-    t, v, start = T0, 0.0, T0
-    eng.observe("k", 0.0, t, start_ns=start)
-    for kind, gap_ms, x, read_ms in steps:
-        if kind == "read":
-            now = t + read_ms * 1_000_000
-            r = eng.rates("k", now)
-            scale = 1e-9 * max([1.0, *(abs(p) for p in r.peak_rates.values() if p)])
-            want = _defined_peaks(eng, "k", now)
-            s = eng._series["k"]
-            rw, rp = _rescan(*s.chronological(), s.evicted_t1, now, eng._windows_ns,
-                             eng._horizon_ns, eng._peaks_ns)
-            for (sw, got), ref in zip(r.peak_rates.items(), rp, strict=True):
-                for other in (want[sw], ref):
-                    assert (got is None) == (other is None), (sw, got, other)
-                    if got is not None:
-                        assert math.isclose(got, other, rel_tol=1e-9, abs_tol=scale)
-            for (w, got), ref in zip(r.window_rates.items(), rw, strict=True):
-                assert (got is None) == (ref is None)
-                if got is not None:
-                    assert math.isclose(got, ref, rel_tol=1e-9, abs_tol=1e-9)
-                [(_, w_only, mean)] = list(eng.window_items(w, now))
-                assert w_only == got and mean == r.mean_rate
-            continue
-        t += gap_ms * 1_000_000
-        if kind == "cum":
-            v += x
-            eng.observe("k", v, t, start_ns=start)
-        elif kind == "reset":
-            v = x / 2
-            eng.observe("k", v, t, start_ns=start)
-        elif kind == "restart":
-            start = t - abs(read_ms) * 1_000_000
-            v = x
-            eng.observe("k", v, t, start_ns=start)
-        else:
-            eng.observe("k", x, t, start_ns=t - gap_ms * 500_000, cumulative=False)
+    for now in [*reads, T0 + 300 * S]:
+        for r in eng.read(now):
+            for v in (r.mean, *r.peaks, *(w[0] for w in r.windows if w)):
+                assert v is None or (math.isfinite(v) and v >= 0)
+            assert r.time_ns > r.start_ns

@@ -8,13 +8,21 @@ onward. This module feeds the same pure core as the in-process processor
 under the scope ``otel_rtc.collector``, with the same names, units and attributes
 (``docs/processor.md``). Everything else passes through unchanged.
 
+* **One engine, one pass**: each point is read once and observed once, for the rates
+  and the load together (:class:`otel_rtc.core.derived.Deriver`, the same code as
+  in-process). Unselected metrics are recognised by name before any attribute is read.
 * **State is per series** and lives in this module for the life of the collector
   process: every point of a series must reach the same collector instance (sticky
-  routing by resource/stream in a scaled-out tier).
+  routing by resource/stream in a scaled-out tier). Series are capped in total
+  (``OTEL_RTC_RATE_MAX_SERIES``, default 2,000), not per resource.
 * **Series identity** is the resource attributes + metric name + point attributes.
   Traffic load is computed per resource (the rooms as one sender sees them).
-* **Timestamps come from the data**: rates are evaluated at each series' last point,
-  so replayed or delayed data gives the same numbers as live data.
+* **Emission follows the data**: each batch of a resource is an emission instant for
+  its series (``docs/rates.md``, "The v2 contract"): every series with new data gets
+  one reading over its data since the previous one, a series missing from 2 batches in
+  a row gets a final reading, and nothing is held back by a timer.
+* **Never derived twice**: a resource whose batch carries the in-process processor's
+  scope (``otel_rtc.rates``: the app derives its own rates) is passed through.
 * **Never raises**: a problem is counted per resource and exported with it as
   ``otel_rtc.telemetry.dropped`` / ``otel_rtc.internal.errors`` (component
   ``collector_processor``). Even a failed import of ``otel_rtc`` leaves data flowing.
@@ -47,26 +55,28 @@ except Exception:  # pragma: no cover - depends on how the agent was started
 _IMPORT_ERROR: BaseException | None = None
 try:
     from otel_rtc.core.derived import (
+        ANOMALIES,
+        ANOMALIES_DESC,
+        ANOMALIES_UNIT,
         Attrs,
         DerivedGroups,
-        LoadDeriver,
+        Deriver,
         ProcessorSettings,
-        RateDeriver,
         is_rejection,
         settings_from_env,
+        source_kind,
     )
 except Exception as _exc:  # pragma: no cover - keep the collector alive, pass data through
     _IMPORT_ERROR = _exc
 
 COMPONENT = "collector_processor"
 SCOPE_NAME = "otel_rtc.collector"
+IN_PROCESS_SCOPE = "otel_rtc.rates"
+"""Scope of the in-process processor's output: its resource already derives rates."""
 DROPPED = "otel_rtc.telemetry.dropped"
 ERRORS = "otel_rtc.internal.errors"
-MAX_RESOURCES = 10_000
-"""Resources with load or problem state kept at once; the least recently seen go first."""
-
-_CUMULATIVE = 2  # OTLP AggregationTemporality values
-_DELTA = 1
+MAX_RESOURCES = 2_000
+"""Resources with problem counts or upstream derivation remembered at once."""
 
 
 class _Sdk:
@@ -113,42 +123,20 @@ class _State:
     def __init__(self, settings: ProcessorSettings) -> None:
         self.settings = settings
         self.start_ns = time.time_ns()
-        self.hwm_ns = 0  # newest data time seen (bounded by the wall clock)
         self.current: Hashable = ()
-        self.rates = RateDeriver(settings.rate, settings.include, clock=self.clock,
-                                 on_drop=self._on_drop)
-        self.loads: dict[Hashable, LoadDeriver] = {}
+        self.deriver = Deriver(settings, clock=time.time_ns, on_anomaly=self._on_anomaly)
+        # resource key -> [its series keys (an ordered set), monotonic time last seen]
+        self.resources: dict[Hashable, list[Any]] = {}
+        # resources whose apps derive in-process (passed through), least recent first
+        self.upstream: dict[Hashable, None] = {}
         self.problems: dict[Hashable, dict[tuple[str, str, str], int]] = {}
-        self.emitted: dict[Hashable, int] = {}  # series/resource key -> last emission time
-        self.emit_ns = int(settings.emit_interval_s * 1_000_000_000)
         self.calls = 0
-        # (resource key, name, attrs) -> [that tuple, the load key]: the canonical
-        # series key, and the load calculator's key (resolved on first use).
-        self.keys: dict[Hashable, list[Any]] = {}
+        # (resource key, name, attrs) -> that tuple: one canonical key object per series
+        self.keys: dict[Hashable, Hashable] = {}
 
-    def due(self, key: Hashable, t: int) -> bool:
-        """Whether ``key``'s derived points are due at data time ``t``."""
-        last = self.emitted.get(key)
-        return last is None or not 0 <= t - last < self.emit_ns
-
-    def emitted_at(self, key: Hashable, t: int) -> None:
-        """``key``'s derived points went out at data time ``t``.
-
-        Marked only when something was emitted: a series' first point is often only a
-        baseline (no rate yet), and must not hold back its first rate for a whole
-        emission interval.
-        """
-        self.emitted[key] = t
-
-    def clock(self) -> int:
-        # Data time, so that replayed data ages like live data; never beyond the wall
-        # clock, so one sender's fast clock cannot evict everyone else's series.
-        wall = time.time_ns()
-        return min(self.hwm_ns, wall) if self.hwm_ns else wall
-
-    def _on_drop(self, reason: str) -> None:
-        if is_rejection(reason):
-            self.problem(self.current, DROPPED, COMPONENT, reason)
+    def _on_anomaly(self, reason: str) -> None:
+        self.problem(self.current, DROPPED if is_rejection(reason) else ANOMALIES, COMPONENT,
+                     reason)
 
     def problem(self, rkey: Hashable, metric: str, component: str, reason: str) -> None:
         d = self.problems.get(rkey)
@@ -159,15 +147,6 @@ class _State:
         k = (metric, component, reason)
         d[k] = d.get(k, 0) + 1
         _totals[(metric, reason)] = _totals.get((metric, reason), 0) + 1
-
-    def load_for(self, rkey: Hashable) -> LoadDeriver:
-        ld = self.loads.pop(rkey, None)
-        if ld is None:
-            if len(self.loads) >= MAX_RESOURCES:
-                self.loads.pop(next(iter(self.loads)))
-            ld = LoadDeriver(self.settings.load, clock=self.clock, on_drop=self._on_drop)
-        self.loads[rkey] = ld  # re-inserted: dict order is least recently used first
-        return ld
 
 
 _lock = threading.Lock()
@@ -200,7 +179,7 @@ def _reset_for_tests(environ: dict[str, str] | None = None) -> None:
 
 
 def problem_counts() -> dict[tuple[str, str], int]:
-    """Totals of problems since start: ``{(metric, reason or error type): count}``."""
+    """Totals since start: ``{(metric, reason or error type): count}``."""
     with _lock:
         return dict(_totals)
 
@@ -284,61 +263,61 @@ def _resource_key(rm: Any) -> Hashable:
     return _attrs(res.attributes) if res is not None else ()
 
 
-def _value(v: Any) -> float | None:
-    if v is None:
-        return None
-    x = v[0]
-    return x if isinstance(x, (int, float)) and not isinstance(x, bool) else None
-
-
 def _temporality(t: Any) -> int:
     try:
         return int(t)
     except Exception:
         name = str(t).lower()
-        return _CUMULATIVE if "cumulative" in name else _DELTA if "delta" in name else 0
+        return 2 if "cumulative" in name else 1 if "delta" in name else 0
 
 
 def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
-    s = st.settings
-    rates = st.rates if s.rates_enabled else None
-    load: LoadDeriver | None = None
-    touched: dict[Hashable, int] = {}
-    load_now = 0
+    d = st.deriver
+    selects = d.selects
+    engine = d.engine
+    observe = engine.observe
     md = sdk.MetricData
     keys = st.keys
-    max_keys = 2 * s.rate.max_series + 1024
-    meta = st.rates._meta  # same-package access: RateDeriver's series names
-    for sm in list(rm.scope_metrics or ()):
+    max_keys = 2 * st.settings.rate.max_series + 1024
+    res = st.resources.get(rkey)
+    sms = list(rm.scope_metrics or ())
+    if rkey in st.upstream or any(sm.scope is not None and sm.scope.name == IN_PROCESS_SCOPE
+                                  for sm in sms):
+        # The app derives in-process: pass through, never derive the same series twice.
+        _mark_upstream(st, rkey)
+        metrics = _problem_metrics(st, sdk, rkey)
+        if metrics:
+            _append_scope(sdk, rm, metrics)
+        return
+    latest = 0
+    fed = False
+    for sm in sms:
         scope = sm.scope
         if scope is not None and scope.name == SCOPE_NAME:
             continue  # our own output (e.g. a second collector in a chain)
         for m in list(sm.metrics or ()):
             name = m.name
-            want_rate = rates is not None and rates.selects(name)
-            want_load = s.load_enabled and LoadDeriver.selects(name)
-            if not (want_rate or want_load):
+            sel = selects(name)  # by name: unselected metrics cost one dict lookup
+            if not sel:
                 continue
             data = m.data
-            hist = False
-            if isinstance(data, md.Sum):
-                inner = data[0]
-                if not inner.is_monotonic:
-                    continue
-            elif isinstance(data, md.Histogram):
-                inner = data[0]
-                hist = True
-                want_load = False
-            else:
+            is_sum = isinstance(data, md.Sum)
+            is_hist = not is_sum and isinstance(data, md.Histogram)
+            if not (is_sum or is_hist):
                 continue
-            temp = _temporality(inner.aggregation_temporality)
-            if temp not in (_CUMULATIVE, _DELTA):
-                st._on_drop("invalid")
+            inner = data[0]
+            kind = source_kind(is_sum, is_sum and bool(inner.is_monotonic), is_hist,
+                               _temporality(inner.aggregation_temporality))
+            if kind is None:
+                if is_hist or inner.is_monotonic:
+                    st._on_anomaly("invalid")  # an unknown temporality
                 continue
-            cumulative = temp == _CUMULATIVE
+            cumulative, hist = kind
             unit = m.unit or ""
             desc = m.description or ""
-            observe = rates.engine.observe if want_rate and rates is not None else None
+            if res is None:
+                res = st.resources[rkey] = [{}, 0.0]
+            series = res[0]
             for p in list(inner.data_points or ()):
                 t = p.time_unix_nano
                 if hist:
@@ -347,64 +326,65 @@ def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
                     v = p.value
                     if v is not None:
                         v = v[0]
-                        if type(v) not in _NUMBER_TYPES:
-                            v = _value((v,))
-                if v is None or not isinstance(t, int):
-                    st._on_drop("invalid")
+                if v is None or type(v) not in _NUMBER_TYPES or not isinstance(t, int):
+                    st._on_anomaly("invalid")
                     continue
-                if t > st.hwm_ns:
-                    st.hwm_ns = t
-                start = p.start_time_unix_nano or None
                 a = _attrs(p.attributes)
-                # One canonical key object per series: every later dict operation on it
-                # (engine, names, emission times) then matches by identity instead of
-                # comparing freshly converted strings.
                 k = (rkey, name, a)
-                e = keys.get(k)
-                if e is None:
+                key = keys.get(k)
+                if key is None:
                     if len(keys) >= max_keys:
                         keys.clear()
-                    e = keys[k] = [k, None]
-                key = e[0]
-                if observe is not None:
-                    # RateDeriver.observe, inlined (one Python call less per point).
-                    if observe(key, v, t, start_ns=start, cumulative=cumulative):
-                        if key not in meta:
-                            meta[key] = (name, unit, desc, key[2], hist)
-                        if t >= touched.get(key, 0):
-                            touched[key] = t
-                if want_load:
-                    if load is None:
-                        load = st.load_for(rkey)
-                    lkey = e[1]
-                    if lkey is None:
-                        lkey = e[1] = load.series_key(name, dict(a))
-                    if load.observe_key(lkey, v, t, start, cumulative) and t > load_now:
-                        load_now = t
+                    key = keys[k] = k
+                tag = None
+                if key not in engine:
+                    tag = d.tag(name, unit, desc, a, hist, sel, rkey)
+                    if tag is None:
+                        continue
+                fed = True
+                if observe(key, v, t, p.start_time_unix_nano or 0, cumulative,
+                           p.flags or 0, tag):
+                    series[key] = None
+                    if t > latest:
+                        latest = t
     groups: DerivedGroups = {}
-    now = st.clock()
+    if res is not None:
+        res[1] = time.monotonic()
+        if fed:
+            # One emission instant of this resource's series, at its data time.
+            series = res[0]
+            d.derive_into(groups, latest or time.time_ns(), list(series))
+            for k in [k for k in series if k not in engine]:
+                del series[k]  # ended (final reading) or never admitted
+            if not series:
+                del st.resources[rkey]
     if st.calls % 64 == 0:
-        _evict(st, now)
-    if rates is not None and touched:
-        for k, t in touched.items():
-            if st.due(k, t) and rates.derive_into(groups, (k,), now, touched):
-                st.emitted_at(k, t)
-    if load is not None and load_now and st.due(("load", rkey), load_now):
-        if load.derive_into(groups, load_now):
-            st.emitted_at(("load", rkey), load_now)
+        _forget_idle(st)
     metrics = _to_metrics(sdk, groups) if groups else []
     metrics.extend(_problem_metrics(st, sdk, rkey))
     if metrics:
         _append_scope(sdk, rm, metrics)
 
 
-def _evict(st: _State, now: int) -> None:
-    st.rates.evict(now)
-    for ld in st.loads.values():
-        ld.evict(now)
-    limit = now - int(st.settings.rate.stale_after_s * 1_000_000_000)
-    for k in [k for k, t in st.emitted.items() if t < limit]:
-        del st.emitted[k]
+def _mark_upstream(st: _State, rkey: Hashable) -> None:
+    up = st.upstream
+    if rkey in up:
+        return
+    if len(up) >= MAX_RESOURCES:
+        up.pop(next(iter(up)))
+    up[rkey] = None
+    res = st.resources.pop(rkey, None)
+    if res is not None:  # derived here before the app's own derivation showed up
+        for k in res[0]:
+            st.deriver.engine.forget(k)
+
+
+def _forget_idle(st: _State) -> None:
+    """Forget the series of resources that sent nothing for ``resource_idle_s``."""
+    limit = time.monotonic() - st.settings.resource_idle_s
+    for rkey in [r for r, res in st.resources.items() if res[1] < limit]:
+        for k in st.resources.pop(rkey)[0]:
+            st.deriver.engine.forget(k)
 
 
 def _emit_problems(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
@@ -447,6 +427,8 @@ def _to_metrics(sdk: _Sdk, groups: DerivedGroups) -> list[Any]:
     out = []
     ndp, as_double = sdk.NumberDataPoint, sdk.NumberDataPointValue.AsDouble
     for name, (unit, desc, pts) in groups.items():
+        if not pts:
+            continue
         dps = []
         for a, v, start, t in pts:
             dp = ndp()
@@ -469,6 +451,14 @@ def _to_metrics(sdk: _Sdk, groups: DerivedGroups) -> list[Any]:
     return out
 
 
+_PROBLEM_META = {
+    DROPPED: ("otel_rtc.drop.reason", "{item}",
+              "Telemetry input rejected by otel_rtc (invalid, over a cap, ...)."),
+    ERRORS: ("error.type", "{error}",
+             "Errors inside otel_rtc that were contained instead of raised."),
+}
+
+
 def _problem_metrics(st: _State, sdk: _Sdk, rkey: Hashable) -> list[Any]:
     probs = st.problems.get(rkey)
     if not probs:
@@ -476,8 +466,8 @@ def _problem_metrics(st: _State, sdk: _Sdk, rkey: Hashable) -> list[Any]:
     now = time.time_ns()
     by_metric: dict[str, list[Any]] = {}
     for (metric, component, reason), n in sorted(probs.items()):
+        label = _PROBLEM_META[metric][0] if metric in _PROBLEM_META else "otel_rtc.rate.anomaly"
         dp = sdk.NumberDataPoint()
-        label = "otel_rtc.drop.reason" if metric == DROPPED else "error.type"
         dp.attributes = [_kv(sdk, "otel_rtc.component", component), _kv(sdk, label, reason)]
         dp.start_time_unix_nano = st.start_ns
         dp.time_unix_nano = now
@@ -491,10 +481,8 @@ def _problem_metrics(st: _State, sdk: _Sdk, rkey: Hashable) -> list[Any]:
         s.data_points = dps
         m = sdk.Metric()
         m.name = metric
-        m.unit = "{item}" if metric == DROPPED else "{error}"
-        m.description = ("Telemetry input rejected by otel_rtc (invalid, over a cap, ...)."
-                         if metric == DROPPED else
-                         "Errors inside otel_rtc that were contained instead of raised.")
+        _label, m.unit, m.description = _PROBLEM_META.get(
+            metric, ("", ANOMALIES_UNIT, ANOMALIES_DESC))
         m.data = sdk.MetricData.Sum(s)
         out.append(m)
     return out

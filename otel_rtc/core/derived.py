@@ -1,18 +1,23 @@
 """Derived metrics shared by the in-process and the collector processors (pure).
 
-Turns counter points into the derived series both processors emit, with stable names,
-units and attributes (``docs/processor.md`` has the table):
+One :class:`Deriver` (one :class:`~otel_rtc.core.rates.RateEngine`) serves the rates and
+the traffic load: every source point is observed once. It holds the rules for which
+points feed it (:meth:`Deriver.selects`, :func:`source_kind`), names the outputs, and
+turns each emission's readings into derived gauges with stable names, units and
+attributes (``docs/processor.md`` has the table):
 
-* ``<source>.rate`` (gauge, ``<unit>/s``): mean rate per trailing window, attribute
-  ``otel_rtc.rate.window`` = ``"10s"``, ``"60s"``, ... plus ``"span"`` for the mean over
-  the series' own span (start of accumulation → last point);
-* ``<source>.rate.peak`` (gauge, ``<unit>/s``): peak rate over each sub-window, attribute
-  ``otel_rtc.rate.subwindow`` = ``"1s"``, ``"5s"``, ...;
-* ``otel_rtc.traffic.load.*``: per-room load rates, score, participant count, and the
-  score and share of the top-N participants plus ``_others``.
+* ``<source>.rate`` (``<unit>/s``): attribute ``otel_rtc.rate.window`` = ``"span"`` for
+  the mean over the reading's span (the data since the previous emission; the point's
+  start and time are that span), plus opt-in trailing windows (``"60s"``, ...);
+* ``<source>.rate.peak`` (``<unit>/s``): attribute ``otel_rtc.rate.subwindow`` = ``"1s"``
+  (more sub-windows are opt-in), the peak within the reading's span;
+* ``otel_rtc.traffic.load.*``: per-room load rates, score and participant count, and
+  (opt-in) the score and share of the top-N participants plus ``_other``;
+* ``otel_rtc.rates.anomalies`` (a cumulative sum): anomalies of accepted points and of
+  series, by kind (rejections go to ``otel_rtc.telemetry.dropped``).
 
-Every derived point keeps the source point's attributes. A window, peak or share the
-data cannot support (``None`` in the core) is simply not emitted.
+Every derived point keeps the source point's attributes. A peak or window the data
+cannot support is not emitted.
 
 Pure module: stdlib and otel_rtc's pure core only (it runs inside Rotel's embedded
 interpreter). Not thread-safe: callers hold a lock.
@@ -27,17 +32,12 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import Any
 
-from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
+from otel_rtc.core.clock import Clock, wall_clock_ns
 from otel_rtc.core.env import env_value, parse_bool
-from otel_rtc.core.load import (
-    DIRECTIONS,
-    MEDIA,
-    LoadWeights,
-    TrafficLoadCalculator,
-    TrafficLoadConfig,
-)
-from otel_rtc.core.rates import REJECT_REASONS, RateConfig, RateEngine
+from otel_rtc.core.load import DIRECTIONS, MEDIA, LoadWeights, TrafficLoadConfig, room_loads
+from otel_rtc.core.rates import ACCEPT_REASONS, REJECT_REASONS, RateConfig, RateEngine
 
 _logger = logging.getLogger("otel_rtc")
 
@@ -45,8 +45,10 @@ RATE_SUFFIX = ".rate"
 PEAK_SUFFIX = ".rate.peak"
 ATTR_WINDOW = "otel_rtc.rate.window"
 ATTR_SUBWINDOW = "otel_rtc.rate.subwindow"
+ATTR_ANOMALY = "otel_rtc.rate.anomaly"
+ATTR_COMPONENT = "otel_rtc.component"
 SPAN_LABEL = "span"
-"""``otel_rtc.rate.window`` value of the mean over the series' own span."""
+"""``otel_rtc.rate.window`` value of the mean over the reading's span."""
 
 ATTR_ROOM = "otel_rtc.room"
 ATTR_PARTICIPANT = "otel_rtc.participant"
@@ -57,52 +59,32 @@ TRAFFIC_PACKETS = "otel_rtc.traffic.packets"
 TRAFFIC_BYTES = "otel_rtc.traffic.bytes"
 _TRAFFIC_UNITS = {TRAFFIC_PACKETS: "packets", TRAFFIC_BYTES: "bytes"}
 
+LOAD_PREFIX = "otel_rtc.traffic.load."
 LOAD_SCORE = "otel_rtc.traffic.load.score"
 LOAD_SHARE = "otel_rtc.traffic.load.share"
 LOAD_BYTES_RATE = "otel_rtc.traffic.load.bytes.rate"
 LOAD_PACKETS_RATE = "otel_rtc.traffic.load.packets.rate"
 LOAD_PARTICIPANTS = "otel_rtc.traffic.load.participants"
+ANOMALIES = "otel_rtc.rates.anomalies"
+SERIES = "otel_rtc.rates.series"
+"""Gauge: series the engine tracks. The in-process processor emits it on every export, so
+its scope marks a resource whose app derives in-process (the collector then passes it
+through instead of deriving the same series again)."""
 
-DEFAULT_INCLUDE: tuple[str, ...] = ("otel_rtc.traffic.packets", "otel_rtc.traffic.bytes")
+DEFAULT_INCLUDE: tuple[str, ...] = (TRAFFIC_PACKETS, TRAFFIC_BYTES)
 """Source metrics (fnmatch patterns) that get ``.rate``/``.rate.peak`` by default."""
+
+RATE = 1
+"""Bit of :meth:`Deriver.selects`: the metric gets ``.rate`` / ``.rate.peak``."""
+LOAD = 2
+"""Bit of :meth:`Deriver.selects`: the metric feeds the traffic load."""
 
 Attrs = tuple[tuple[str, object], ...]
 """Attributes as a sorted tuple of ``(key, value)`` pairs (hashable)."""
 
-
-@dataclass(frozen=True)
-class DerivedPoint:
-    """One derived gauge point.
-
-    Attributes:
-        name: Metric name.
-        unit: UCUM unit.
-        description: Metric description.
-        attrs: Attributes (source attributes plus the derived ones).
-        value: The value.
-        start_ns: Start of the span the value describes.
-        time_ns: Time of the point.
-    """
-
-    name: str
-    unit: str
-    description: str
-    attrs: Attrs
-    value: float
-    start_ns: int
-    time_ns: int
-
-
 DerivedGroups = dict[str, tuple[str, str, list[tuple[Attrs, float, int, int]]]]
-"""Derived points grouped by metric name: ``name -> (unit, description, points)`` with
-each point ``(attrs, value, start_ns, time_ns)``; names in order of first appearance.
-The cheap form the processors build their output from (no :class:`DerivedPoint`)."""
-
-
-def flatten(groups: DerivedGroups) -> list[DerivedPoint]:
-    """:class:`DerivedPoint` s of ``groups``, metric by metric."""
-    return [DerivedPoint(name, unit, desc, a, v, start, t)
-            for name, (unit, desc, pts) in groups.items() for a, v, start, t in pts]
+"""Derived gauge points grouped by metric name: ``name -> (unit, description, points)``
+with each point ``(attrs, value, start_ns, time_ns)``; names in order of first appearance."""
 
 
 def rate_unit(unit: str, histogram: bool = False) -> str:
@@ -155,345 +137,273 @@ def attrs_key(mapping: Mapping[str, object] | Iterable[tuple[str, object]]) -> A
 _first = itemgetter(0)
 
 
-class NameFilter:
-    """Matches metric names against fnmatch patterns (cached per name).
+def source_kind(is_sum: bool, monotonic: bool, is_histogram: bool, temporality: int
+                ) -> tuple[bool, bool] | None:
+    """Whether a metric's points can feed the engine: ``(cumulative, histogram)`` or ``None``.
+
+    Monotonic sums and histograms (their count) with a cumulative (2) or delta (1) OTLP
+    temporality qualify; gauges, non-monotonic sums and anything else do not.
+    """
+    if temporality not in (1, 2):
+        return None
+    if is_sum:
+        return (temporality == 2, False) if monotonic else None
+    if is_histogram:
+        return temporality == 2, True
+    return None
+
+
+def is_rejection(reason: str) -> bool:
+    """Whether a reason means the point was dropped (vs an accepted anomaly)."""
+    return reason in REJECT_REASONS or reason == "missing_attributes"
+
+
+class Deriver:
+    """One engine, the selection rules and the naming of every derived output.
 
     Args:
-        patterns: e.g. ``("otel_rtc.traffic.*", "app.bytes")``; empty matches nothing.
+        settings: Rates, load and selection settings.
+        clock: Clock of the engine (default reading time).
+        on_anomaly: Called with every rejection and anomaly reason (the engine's, plus
+            ``missing_attributes`` for a traffic point without room, direction or media).
     """
 
-    def __init__(self, patterns: Sequence[str]) -> None:
-        self.patterns = tuple(patterns)
-        self._re = (re.compile("|".join(fnmatch.translate(p) for p in self.patterns))
-                    if self.patterns else None)
-        self._cache: dict[str, bool] = {}
-
-    def __call__(self, name: str) -> bool:
-        """Whether ``name`` is selected (derived names never are)."""
-        hit = self._cache.get(name)
-        if hit is None:
-            hit = (self._re is not None and self._re.match(name) is not None
-                   and not name.endswith((RATE_SUFFIX, PEAK_SUFFIX))
-                   and not name.startswith("otel_rtc.traffic.load."))
-            if len(self._cache) < 10_000:
-                self._cache[name] = hit
-        return hit
-
-
-class RateDeriver:
-    """A :class:`RateEngine` plus the naming of its ``.rate`` / ``.rate.peak`` outputs.
-
-    Args:
-        config: Windows, peaks and bounds of the engine.
-        include: Source metric name patterns.
-        clock: Clock of the engine (eviction, default ``now``).
-        on_drop: Reason callback (rejected points and anomalies of accepted ones).
-    """
-
-    def __init__(self, config: RateConfig | None = None, include: Sequence[str] = DEFAULT_INCLUDE,
-                 *, clock: Clock = wall_clock_ns,
-                 on_drop: Callable[[str], None] | None = None) -> None:
-        config = config if config is not None else RateConfig()
-        self.engine = RateEngine(config, clock=clock, on_drop=on_drop)
-        self.selects = NameFilter(include)
-        # key -> (name, unit, description, attrs, histogram)
-        self._meta: dict[Hashable, tuple[str, str, str, Attrs, bool]] = {}
-        # key -> everything derive() needs, built once per series (see _output)
-        self._out: dict[Hashable, tuple] = {}
-        self._windows = [(w, seconds_label(w), int(w * NS_PER_S)) for w in config.windows_s]
-        self._peaks = [(p, seconds_label(p)) for p in config.peak_subwindows_s]
+    def __init__(self, settings: ProcessorSettings | None = None, *,
+                 clock: Clock = wall_clock_ns,
+                 on_anomaly: Callable[[str], None] | None = None) -> None:
+        st = settings if settings is not None else ProcessorSettings()
+        self.settings = st
+        self._on_anomaly = on_anomaly
+        self.engine = RateEngine(st.rate, clock=clock, on_anomaly=on_anomaly)
+        self._include = _NameFilter(st.include if st.rates_enabled else ())
+        self._load = st.load_enabled
+        self._selects: dict[str, int] = {}
         self._names: dict[tuple[str, str, bool], tuple[str, str, str, str, str]] = {}
         self._span_pair = (ATTR_WINDOW, SPAN_LABEL)
-        self._window_pairs = [(ATTR_WINDOW, label) for _w, label, _ns in self._windows]
-        self._peak_pairs = [(ATTR_SUBWINDOW, label) for _p, label in self._peaks]
+        self._peak_pairs = [(ATTR_SUBWINDOW, seconds_label(p))
+                            for p in st.rate.peak_subwindows_s]
+        self._window_pairs = [(ATTR_WINDOW, seconds_label(w)) for w in st.rate.windows_s]
+        self._room_attrs: dict[Hashable, Attrs] = {}
 
-    def observe(self, key: Hashable, name: str, unit: str, description: str, attrs: Attrs,
-                value: float, time_ns: int, start_ns: int | None, cumulative: bool,
-                histogram: bool = False) -> bool:
-        """Feed one point of series ``key`` (its name/unit/attrs are remembered)."""
-        ok = self.engine.observe(key, value, time_ns, start_ns=start_ns, cumulative=cumulative)
-        if ok and key not in self._meta:
-            self._meta[key] = (name, unit, description, attrs, histogram)
-        return ok
+    def selects(self, name: str) -> int:
+        """:data:`RATE` / :data:`LOAD` bits of metric ``name`` (0: not used; cached)."""
+        sel = self._selects.get(name)
+        if sel is None:
+            sel = 0
+            if self._include(name):
+                sel |= RATE
+            if self._load and name in _TRAFFIC_UNITS:
+                sel |= LOAD
+            if len(self._selects) < 4096:
+                self._selects[name] = sel
+        return sel
 
-    def evict(self, now_ns: int) -> None:
-        """Forget stale series (and their names)."""
-        if self.engine.evict_stale(now_ns):
-            live = self.engine._series  # same-package access: keys still tracked
-            for k in [k for k in self._meta if k not in live]:
-                del self._meta[k]
-                self._out.pop(k, None)
+    def tag(self, name: str, unit: str, description: str, attrs: Attrs, histogram: bool,
+            sel: int, group: Hashable = ()) -> tuple[Any, Any] | None:
+        """What a new series' readings become: ``(rate outputs, load key)``.
 
-    def _output(self, key: Hashable) -> tuple | None:
-        """Names, unit, descriptions and attribute tuples of ``key``'s derived points.
-
-        Built on the first derive and reused, so every emission of a series carries the
-        very same attribute tuples (the processors cache their converted forms by them).
+        Built once per series (on its first point) and attached to it in the engine.
+        ``None`` (counted ``missing_attributes``) when the series only feeds the load
+        and lacks room, direction or media kind. ``group`` (the resource in a collector)
+        is part of the load key: rooms are per group.
         """
-        meta = self._meta.get(key)
-        if meta is None:
+        out = None
+        if sel & RATE:
+            names = self._names.get((name, unit, histogram))
+            if names is None:  # shared by every series of the metric
+                if len(self._names) >= 1024:
+                    self._names.clear()
+                names = self._names[(name, unit, histogram)] = (
+                    name + RATE_SUFFIX, rate_unit(unit, histogram),
+                    f"Rate of {name}: mean over the data since the previous export.",
+                    name + PEAK_SUFFIX,
+                    f"Peak rate of {name} over short sub-windows, from real samples.")
+            out = (*names, (*attrs, self._span_pair),
+                   tuple((*attrs, p) for p in self._peak_pairs),
+                   tuple((*attrs, p) for p in self._window_pairs))
+        lkey = None
+        if sel & LOAD and not histogram:
+            lkey = _load_key(name, attrs, group)
+            if lkey is None:
+                self._note("missing_attributes")
+                if out is None:
+                    return None
+        if out is None and lkey is None:
             return None
-        name, unit, _desc, attrs, hist = meta
-        names = self._names.get((name, unit, hist))
-        if names is None:  # shared by every series of the metric
-            if len(self._names) >= 1024:
-                self._names.clear()
-            names = self._names[(name, unit, hist)] = (
-                name + RATE_SUFFIX, rate_unit(unit, hist),
-                f"Rate of {name}: mean per trailing window and over the series' own span.",
-                name + PEAK_SUFFIX,
-                f"Peak rate of {name} over short sub-windows, from real samples.")
-        out = (*names, (*attrs, self._span_pair),
-               [(*attrs, pair) for pair in self._window_pairs],
-               [(*attrs, pair) for pair in self._peak_pairs])
-        if len(self._out) < 2 * self.engine.config.max_series + 16:
-            self._out[key] = out
-        return out
+        return out, lkey
 
-    def derive_into(self, groups: DerivedGroups, keys: Iterable[Hashable] | None, now_ns: int,
-                    times: Mapping[Hashable, int] | None = None) -> int:
-        """Append the derived points of ``keys`` (``None``: every series) to ``groups``.
+    def _note(self, reason: str) -> None:
+        if self._on_anomaly is not None:
+            try:
+                self._on_anomaly(reason)
+            except Exception:  # a broken callback must not break the caller
+                pass
 
-        Args:
-            groups: Output, by metric name (see :data:`DerivedGroups`).
-            keys: Series to derive.
-            now_ns: Evaluation time.
-            times: Per-series evaluation time overriding ``now_ns`` (the collector uses
-                each series' last point, so replayed timestamps work).
+    def derive_into(self, groups: DerivedGroups, now_ns: int,
+                    keys: Iterable[Hashable] | None = None) -> int:
+        """Read the engine (``keys``: these series only) and append the derived points.
 
         Returns:
             The number of points appended.
         """
-        values = self.engine.rate_values
-        outs = self._out
-        windows = [w_ns for _w, _l, w_ns in self._windows]
-        horizon = windows[-1]
         added = 0
-        for key in (list(self._meta) if keys is None else keys):
-            out = outs.get(key)
-            if out is None:
-                out = self._output(key)
-                if out is None:
-                    continue
-            now = times.get(key, now_ns) if times is not None else now_ns
-            r = values(key, now)
-            if r is None:
-                continue
-            mean, span_s, wvals, pvals, _total = r
-            rname, runit, rdesc, pname, pdesc, span_attrs, wattrs, pattrs = out
-            pts = [(a, v, now - w_ns, now)
-                   for a, v, w_ns in zip(wattrs, wvals, windows, strict=True) if v is not None]
-            if mean is not None:
-                pts.insert(0, (span_attrs, mean, now - int(span_s * NS_PER_S), now))
-            if pts:
+        rows = []
+        for r in self.engine.read(now_ns, keys):
+            out, lkey = r.tag
+            if out is not None:
+                rname, runit, rdesc, pname, pdesc, span_attrs, peak_attrs, win_attrs = out
+                start, end = r.start_ns, r.time_ns
                 g = groups.get(rname)
                 if g is None:
                     g = groups[rname] = (runit, rdesc, [])
-                g[2].extend(pts)
-                added += len(pts)
-            start = now - horizon
-            pts = [(a, v, start, now) for a, v in zip(pattrs, pvals, strict=True)
-                   if v is not None]
-            if pts:
+                pts = g[2]
+                pts.append((span_attrs, r.mean, start, end))
+                added += 1
+                for a, w in zip(win_attrs, r.windows, strict=True):
+                    if w is not None:
+                        pts.append((a, w[0], w[1], w[2]))
+                        added += 1
                 g = groups.get(pname)
                 if g is None:
                     g = groups[pname] = (runit, pdesc, [])
-                g[2].extend(pts)
-                added += len(pts)
+                pts = g[2]
+                for a, p in zip(peak_attrs, r.peaks, strict=True):
+                    if p is not None:
+                        pts.append((a, p, start, end))
+                        added += 1
+            if lkey is not None:
+                rows.append((lkey, r.mean, r.start_ns, r.time_ns))
+        if rows:
+            added += self._load_into(groups, rows)
         return added
 
-    def derive(self, keys: Iterable[Hashable] | None, now_ns: int,
-               times: Mapping[Hashable, int] | None = None) -> list[DerivedPoint]:
-        """Derived points of ``keys`` (``None``: every series) at ``now_ns``, series by series.
-
-        Args:
-            keys: Series to derive.
-            now_ns: Evaluation time.
-            times: Per-series evaluation time overriding ``now_ns``.
-        """
-        out: list[DerivedPoint] = []
-        for key in (list(self._meta) if keys is None else keys):
-            groups: DerivedGroups = {}
-            self.derive_into(groups, (key,), now_ns, times)
-            out.extend(flatten(groups))
-        return out
-
-    def __len__(self) -> int:
-        return len(self.engine)
-
-
-class LoadDeriver:
-    """A :class:`TrafficLoadCalculator` fed from ``otel_rtc.traffic.{packets,bytes}``.
-
-    Args:
-        config: Top-N, window, rate engine and weights.
-        clock: Clock of the calculator.
-        on_drop: Reason callback.
-    """
-
-    def __init__(self, config: TrafficLoadConfig | None = None, *,
-                 clock: Clock = wall_clock_ns,
-                 on_drop: Callable[[str], None] | None = None) -> None:
-        config = config if config is not None else TrafficLoadConfig()
-        self.calc = TrafficLoadCalculator(config, clock=clock, on_drop=on_drop)
-        self.config = config
-        self._on_drop = on_drop
-        self._attr_cache: dict[Hashable, Attrs] = {}
-
-    @staticmethod
-    def selects(name: str) -> bool:
-        """Whether metric ``name`` feeds the load (packets and bytes counters)."""
-        return name in _TRAFFIC_UNITS
-
-    def observe(self, name: str, attrs: Mapping[str, object], value: float, time_ns: int,
-                start_ns: int | None, cumulative: bool) -> bool:
-        """Feed one traffic counter point.
-
-        Returns:
-            ``False`` if rejected; a point without room, direction or media kind is
-            reported as ``missing_attributes``.
-        """
-        unit = _TRAFFIC_UNITS.get(name)
-        room = attrs.get(ATTR_ROOM)
-        direction = attrs.get(ATTR_DIRECTION)
-        media = attrs.get(ATTR_MEDIA)
-        if unit is None or not isinstance(room, str) or direction not in DIRECTIONS \
-                or media not in MEDIA:
-            if self._on_drop is not None:
-                self._on_drop("missing_attributes")
-            return False
-        participant = attrs.get(ATTR_PARTICIPANT, "")
-        return self.calc.update(room, str(participant), str(direction), str(media), unit,
-                                value, time_ns, start_ns=start_ns, cumulative=cumulative)
-
-    def series_key(self, name: str, attrs: Mapping[str, object]) -> Hashable | str:
-        """The calculator's series key of a point, or the reason it would be rejected.
-
-        For callers that see the same series again and again (the collector): they
-        resolve the key once and feed each point with :meth:`observe_key`, which is
-        exactly :meth:`observe` without re-reading the attributes.
-        """
-        unit = _TRAFFIC_UNITS.get(name)
-        room = attrs.get(ATTR_ROOM)
-        direction = attrs.get(ATTR_DIRECTION)
-        media = attrs.get(ATTR_MEDIA)
-        if unit is None or not isinstance(room, str) or direction not in DIRECTIONS \
-                or media not in MEDIA:
-            return "missing_attributes"
-        return (room, str(attrs.get(ATTR_PARTICIPANT, "")), str(direction), str(media), unit)
-
-    def observe_key(self, key: Hashable | str, value: float, time_ns: int,
-                    start_ns: int | None, cumulative: bool) -> bool:
-        """:meth:`observe` of a point whose :meth:`series_key` is ``key``."""
-        if isinstance(key, str):
-            if self._on_drop is not None:
-                self._on_drop(key)
-            return False
-        return self.calc.engine.observe(key, value, time_ns, start_ns=start_ns,
-                                        cumulative=cumulative)
-
-    def derive(self, now_ns: int) -> list[DerivedPoint]:
-        """Load points of every room at ``now_ns``, room by room."""
-        order: list[DerivedPoint] = []
-        self.derive_into({}, now_ns, order)
-        return order
-
-    def derive_into(self, groups: DerivedGroups, now_ns: int,
-                    order: list[DerivedPoint] | None = None) -> int:
-        """Append the load points of every room at ``now_ns`` to ``groups``.
-
-        Args:
-            groups: Output, by metric name (see :data:`DerivedGroups`).
-            now_ns: Evaluation time.
-            order: If given, also receives every point as a :class:`DerivedPoint`, in
-                the order they were made (room by room).
-
-        Returns:
-            The number of points appended.
-        """
-        start = now_ns - int(self.config.window_s * NS_PER_S)
+    def _load_into(self, groups: DerivedGroups, rows: list[Any]) -> int:
+        """Per-room load points of one reading (rooms keyed per group)."""
+        by_group: dict[Hashable, list[Any]] = {}
+        for (group, *key), rate, t0, t1 in rows:
+            by_group.setdefault(group, []).append((tuple(key), rate, t0, t1))
+        cache = self._room_attrs
+        if len(cache) >= 50_000:
+            cache.clear()
         added = 0
         isfinite = math.isfinite
 
-        def add(name: str, unit: str, desc: str, attrs: Attrs, value: float) -> None:
+        def add(name: str, unit: str, desc: str, attrs: Attrs, value: float, t0: int,
+                t1: int) -> None:
             nonlocal added
             if isfinite(value):
                 g = groups.get(name)
                 if g is None:
                     g = groups[name] = (unit, desc, [])
-                g[2].append((attrs, value, start, now_ns))
+                g[2].append((attrs, value, t0, t1))
                 added += 1
-                if order is not None:
-                    order.append(DerivedPoint(name, unit, desc, attrs, value, start, now_ns))
 
-        cache = self._attr_cache
-        if len(cache) >= _MAX_ATTR_CACHE:
-            cache.clear()
-        for room, load in sorted(self.calc.snapshot(now_ns).items()):
-            # The same attribute tuples for the same room / stream / participant on every
-            # emission (the processors cache their converted forms by them).
-            r = cache.get(room)
-            if r is None:
-                r = cache[room] = ((ATTR_ROOM, room),)
-            for (direction, media, u), v in sorted(load.by_stream.items()):
-                attrs = cache.get((room, direction, media))
-                if attrs is None:
-                    attrs = cache[(room, direction, media)] = (
-                        *r, (ATTR_DIRECTION, direction), (ATTR_MEDIA, media))
-                if u == "bytes":
-                    add(LOAD_BYTES_RATE, "By/s", "Room traffic rate in bytes.", attrs, v)
-                else:
-                    add(LOAD_PACKETS_RATE, "{packet}/s", "Room traffic rate in packets.",
-                        attrs, v)
-            add(LOAD_SCORE, "{score}/s", _SCORE_DESC, r, load.score)
-            named = [p for p in load.top if p.participant != ""]
-            add(LOAD_PARTICIPANTS, "{participant}", "Participants with traffic in the room.",
-                r, float(load.participants if named or load.others.participants else 0))
-            parts = list(named)
-            if load.others.participants:
-                parts.append(load.others)
-            for p in parts:
-                pa = cache.get((p.participant, room, None))
-                if pa is None:
-                    pa = cache[(p.participant, room, None)] = (
-                        (ATTR_PARTICIPANT, p.participant), (ATTR_ROOM, room))
-                add(LOAD_SCORE, "{score}/s", _SCORE_DESC, pa, p.score)
-                add(LOAD_SHARE, "1", "Participant's share of the room's load score.", pa,
-                    p.share)
+        cfg = self.settings.load
+        for group_rows in by_group.values():
+            for room, load in sorted(room_loads(group_rows, cfg).items()):
+                t0, t1 = load.start_ns, load.time_ns
+                r = cache.get(room)
+                if r is None:
+                    r = cache[room] = ((ATTR_ROOM, room),)
+                for (direction, media, u), v in sorted(load.by_stream.items()):
+                    attrs = cache.get((room, direction, media))
+                    if attrs is None:
+                        attrs = cache[(room, direction, media)] = (
+                            (ATTR_DIRECTION, direction), (ATTR_MEDIA, media), *r)
+                    if u == "bytes":
+                        add(LOAD_BYTES_RATE, "By/s", "Room traffic rate in bytes.", attrs, v,
+                            t0, t1)
+                    else:
+                        add(LOAD_PACKETS_RATE, "{packet}/s", "Room traffic rate in packets.",
+                            attrs, v, t0, t1)
+                add(LOAD_SCORE, "{score}/s", _SCORE_DESC, r, load.score, t0, t1)
+                add(LOAD_PARTICIPANTS, "{participant}",
+                    "Participants with traffic in the room.", r, float(load.participants),
+                    t0, t1)
+                parts = list(load.top)
+                if load.others.participants or load.others.score:
+                    parts.append(load.others)
+                for p in parts:
+                    pa = cache.get((p.participant, room, None))
+                    if pa is None:
+                        pa = cache[(p.participant, room, None)] = (
+                            (ATTR_PARTICIPANT, p.participant), (ATTR_ROOM, room))
+                    add(LOAD_SCORE, "{score}/s", _SCORE_DESC, pa, p.score, t0, t1)
+                    add(LOAD_SHARE, "1", "Participant's share of the room's load score.", pa,
+                        p.share, t0, t1)
         return added
 
-    def evict(self, now_ns: int) -> None:
-        """Forget stale series."""
-        self.calc.engine.evict_stale(now_ns)
+    def anomaly_points(self, component: str) -> list[tuple[Attrs, int]]:
+        """``otel_rtc.rates.anomalies`` points: ``(attrs, count)`` per anomaly kind so far."""
+        counts = self.engine.anomaly_counts()
+        return [(((ATTR_COMPONENT, component), (ATTR_ANOMALY, k)), n)
+                for k, n in sorted(counts.items()) if k in ACCEPT_REASONS]
+
+    def __len__(self) -> int:
+        return len(self.engine)
 
 
-_MAX_ATTR_CACHE = 50_000
-"""Attribute tuples a :class:`LoadDeriver` keeps for reuse (cleared when full)."""
+SERIES_DESC = ("Series the rate engine tracks (bounded by OTEL_RTC_RATE_MAX_SERIES); emitted "
+               "on every export.")
+ANOMALIES_UNIT = "{anomaly}"
+ANOMALIES_DESC = ("Anomalies of the rate processor's input, by kind (reset, gap, short_span, "
+                  "start_time_change, stale, quiet, wrap); rejections are in "
+                  "otel_rtc.telemetry.dropped.")
 
 _SCORE_DESC = ("Traffic load score per second: weighted bits/s plus weighted packets/s "
                "(see docs/rates.md).")
+
+
+def _load_key(name: str, attrs: Attrs, group: Hashable) -> tuple[Any, ...] | None:
+    unit = _TRAFFIC_UNITS.get(name)
+    d = dict(attrs)
+    room = d.get(ATTR_ROOM)
+    direction = d.get(ATTR_DIRECTION)
+    media = d.get(ATTR_MEDIA)
+    if unit is None or not isinstance(room, str) or direction not in DIRECTIONS \
+            or media not in MEDIA:
+        return None
+    return (group, room, str(d.get(ATTR_PARTICIPANT, "")), direction, media, unit)
+
+
+class _NameFilter:
+    """Matches metric names against fnmatch patterns; derived names never match."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = tuple(patterns)
+        self._re = (re.compile("|".join(fnmatch.translate(p) for p in self.patterns))
+                    if self.patterns else None)
+
+    def __call__(self, name: str) -> bool:
+        return (self._re is not None and self._re.match(name) is not None
+                and not name.endswith((RATE_SUFFIX, PEAK_SUFFIX))
+                and not name.startswith(LOAD_PREFIX) and name not in (ANOMALIES, SERIES))
+
+
+def is_derived_name(name: str) -> bool:
+    """Whether ``name`` is one of otel_rtc's derived metrics (never derived again)."""
+    return (name.endswith((RATE_SUFFIX, PEAK_SUFFIX)) or name.startswith(LOAD_PREFIX)
+            or name in (ANOMALIES, SERIES))
 
 
 # -- configuration from the environment -----------------------------------------------
 
 @dataclass(frozen=True)
 class ProcessorSettings:
-    """Settings shared by both processors (``OTEL_RTC_*`` environment variables).
+    """Settings of the processors (``OTEL_RTC_*`` environment variables).
 
     Attributes:
         include: Source metric patterns for rates (``OTEL_RTC_RATE_METRICS``).
-        rate: Engine config (``OTEL_RTC_RATE_WINDOWS``, ``OTEL_RTC_RATE_PEAKS``,
-            ``OTEL_RTC_RATE_MAX_SERIES``, ``OTEL_RTC_RATE_MAX_SAMPLES``,
-            ``OTEL_RTC_RATE_STALE_AFTER``, ``OTEL_RTC_RATE_WRAP_MODULUS``).
-        load: Traffic load config (``OTEL_RTC_LOAD_TOP_N``, ``OTEL_RTC_LOAD_WINDOW``).
+        rate: Engine config (``OTEL_RTC_RATE_PEAKS``, ``OTEL_RTC_RATE_WINDOWS``,
+            ``OTEL_RTC_RATE_MAX_SERIES``, ``OTEL_RTC_RATE_QUIET_INTERVALS``,
+            ``OTEL_RTC_RATE_WRAP_MODULUS``).
+        load: Traffic load config (``OTEL_RTC_LOAD_TOP_N``).
         rates_enabled: ``OTEL_RTC_RATES`` (``true``/``false``).
         load_enabled: ``OTEL_RTC_LOAD`` (``true``/``false``).
         sample_period_s: In-process sampler period (``OTEL_RTC_SAMPLE_PERIOD``); default
             the shortest peak sub-window.
-        emit_interval_s: Collector only: a series' derived points are emitted at most
-            once per this many seconds of data time (``OTEL_RTC_EMIT_INTERVAL``, default
-            10; 0 = on every point). Its input is still read on every point, so means
-            and peaks stay exact; only the output rate is bounded.
+        resource_idle_s: Collector only: the series of a resource that sent nothing for
+            this many seconds of data time are forgotten (``OTEL_RTC_RESOURCE_IDLE``).
     """
 
     include: tuple[str, ...] = DEFAULT_INCLUDE
@@ -502,14 +412,13 @@ class ProcessorSettings:
     rates_enabled: bool = True
     load_enabled: bool = True
     sample_period_s: float = 1.0
-    emit_interval_s: float = 10.0
+    resource_idle_s: float = 600.0
 
 
 def _floats(raw: str) -> tuple[float, ...]:
-    vals = tuple(float(x) for x in raw.split(",") if x.strip())
-    if not vals:
-        raise ValueError("empty list")
-    return vals
+    if raw.strip().lower() == "none":
+        return ()
+    return tuple(float(x) for x in raw.split(",") if x.strip())
 
 
 def settings_from_env(environ: Mapping[str, str]) -> ProcessorSettings:
@@ -522,48 +431,37 @@ def settings_from_env(environ: Mapping[str, str]) -> ProcessorSettings:
 
     include = get("OTEL_RTC_RATE_METRICS",
                   lambda r: tuple(p.strip() for p in r.split(",") if p.strip()), DEFAULT_INCLUDE)
-    windows = get("OTEL_RTC_RATE_WINDOWS", _floats, d.windows_s)
-    peaks = get("OTEL_RTC_RATE_PEAKS", _floats, d.peak_subwindows_s)
-    max_series = get("OTEL_RTC_RATE_MAX_SERIES", int, d.max_series)
-    max_samples = get("OTEL_RTC_RATE_MAX_SAMPLES", int, d.max_samples_per_series)
-    stale = get("OTEL_RTC_RATE_STALE_AFTER", float, d.stale_after_s)
-    wrap = get("OTEL_RTC_RATE_WRAP_MODULUS", float, d.wrap_modulus)
     try:
-        rate = RateConfig(windows_s=windows, peak_subwindows_s=peaks,  # type: ignore[arg-type]
-                          max_series=max_series, max_samples_per_series=max_samples,  # type: ignore[arg-type]
-                          stale_after_s=stale, wrap_modulus=wrap)  # type: ignore[arg-type]
+        rate = RateConfig(
+            peak_subwindows_s=get("OTEL_RTC_RATE_PEAKS", _floats,  # type: ignore[arg-type]
+                                  d.peak_subwindows_s),
+            windows_s=get("OTEL_RTC_RATE_WINDOWS", _floats, d.windows_s),  # type: ignore[arg-type]
+            max_series=get("OTEL_RTC_RATE_MAX_SERIES", int, d.max_series),  # type: ignore[arg-type]
+            quiet_intervals=get("OTEL_RTC_RATE_QUIET_INTERVALS", int,  # type: ignore[arg-type]
+                                d.quiet_intervals),
+            wrap_modulus=get("OTEL_RTC_RATE_WRAP_MODULUS", float, d.wrap_modulus))  # type: ignore[arg-type]
     except ValueError as exc:
         _logger.warning("otel_rtc: invalid OTEL_RTC_RATE_* settings (%s); using defaults", exc)
         rate = d
-    top_n = get("OTEL_RTC_LOAD_TOP_N", int, ld.top_n)
-    lwin = get("OTEL_RTC_LOAD_WINDOW", float, rate.windows_s[0])
     try:
-        load = TrafficLoadConfig(top_n=top_n, window_s=lwin, rate=rate,  # type: ignore[arg-type]
-                                 weights=LoadWeights())
+        load = TrafficLoadConfig(top_n=get("OTEL_RTC_LOAD_TOP_N", int, ld.top_n),  # type: ignore[arg-type]
+                                 rate=rate, weights=LoadWeights())
     except ValueError as exc:
         _logger.warning("otel_rtc: invalid OTEL_RTC_LOAD_* settings (%s); using defaults", exc)
-        load = TrafficLoadConfig(window_s=rate.windows_s[0], rate=rate)
+        load = TrafficLoadConfig(rate=rate)
     period = get("OTEL_RTC_SAMPLE_PERIOD", float, rate.peak_subwindows_s[0])
     if not (isinstance(period, float) and math.isfinite(period) and period > 0):
         _logger.warning("otel_rtc: ignoring OTEL_RTC_SAMPLE_PERIOD=%r", period)
         period = rate.peak_subwindows_s[0]
+    idle = get("OTEL_RTC_RESOURCE_IDLE", float, 600.0)
+    if not (isinstance(idle, float) and math.isfinite(idle) and idle > 0):
+        _logger.warning("otel_rtc: ignoring OTEL_RTC_RESOURCE_IDLE=%r", idle)
+        idle = 600.0
     return ProcessorSettings(
         include=include,  # type: ignore[arg-type]
         rate=rate, load=load,
         rates_enabled=get("OTEL_RTC_RATES", parse_bool, True),  # type: ignore[arg-type]
         load_enabled=get("OTEL_RTC_LOAD", parse_bool, True),  # type: ignore[arg-type]
         sample_period_s=float(period),
-        emit_interval_s=_emit_interval(get("OTEL_RTC_EMIT_INTERVAL", float, 10.0)),
+        resource_idle_s=idle,
     )
-
-
-def _emit_interval(v: object) -> float:
-    if isinstance(v, float) and math.isfinite(v) and v >= 0:
-        return v
-    _logger.warning("otel_rtc: ignoring OTEL_RTC_EMIT_INTERVAL=%r; using 10", v)
-    return 10.0
-
-
-def is_rejection(reason: str) -> bool:
-    """Whether a reason means the point was dropped (vs an accepted anomaly)."""
-    return reason in REJECT_REASONS or reason == "missing_attributes"

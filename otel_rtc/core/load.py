@@ -26,16 +26,16 @@ Pure module: stdlib, :mod:`otel_rtc.core.clock` and :mod:`otel_rtc.core.rates` o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from otel_rtc.core.clock import Clock, wall_clock_ns
-from otel_rtc.core.rates import RateConfig, RateEngine, SeriesRates
+from otel_rtc.core.rates import RateConfig, RateEngine
 
 DIRECTIONS = ("up", "down")
 MEDIA = ("audio", "video", "data")
 UNITS = ("packets", "bytes")
-OTHERS = "_others"
+OTHERS = "_other"
 """Participant id of the aggregate of everyone outside the top-N."""
 
 StreamKey = tuple[str, str, str]
@@ -92,19 +92,18 @@ class LoadWeights:
 
 @dataclass(frozen=True)
 class TrafficLoadConfig:
-    """Configuration of a :class:`TrafficLoadCalculator`.
+    """Configuration of the traffic load.
 
     Attributes:
-        top_n: Participants listed individually per room; the rest form ``others``.
-        window_s: Trailing window of the rates used; must be one of ``rate.windows_s``.
-            A series with no interval inside it falls back to its mean over its own
-            span (never to a rate over a window it was not accumulated over).
-        rate: Configuration of the underlying :class:`~otel_rtc.core.rates.RateEngine`.
+        top_n: Participants listed individually per room (score and share); the rest
+            form ``others``. 0 (the default) gives the room load only: participant
+            scores and shares are opt-in.
+        rate: Configuration of the underlying :class:`~otel_rtc.core.rates.RateEngine`
+            (used by :class:`TrafficLoadCalculator`).
         weights: Load score weights.
     """
 
-    top_n: int = 5
-    window_s: float = 10.0
+    top_n: int = 0
     rate: RateConfig = field(default_factory=RateConfig)
     weights: LoadWeights = field(default_factory=LoadWeights)
 
@@ -113,8 +112,6 @@ class TrafficLoadConfig:
             raise ValueError("top_n must be an int >= 0")
         if not isinstance(self.rate, RateConfig) or not isinstance(self.weights, LoadWeights):
             raise ValueError("rate must be a RateConfig and weights a LoadWeights")
-        if self.window_s not in self.rate.windows_s:
-            raise ValueError("window_s must be one of rate.windows_s")
 
 
 @dataclass(frozen=True)
@@ -150,9 +147,11 @@ class RoomLoad:
         bytes_per_s: Sum of byte rates.
         packets_per_s: Sum of packet rates.
         score: Room score: the sum of its participants' scores.
-        participants: Participants with at least one rate.
+        participants: Participants (non-empty ids) with a reading.
         top: The ``top_n`` heaviest participants, heaviest first.
         others: Aggregate of everyone else (``participants == 0`` when empty).
+        start_ns: Earliest start of the readings it sums.
+        time_ns: Latest end of the readings it sums.
     """
 
     room: str
@@ -163,6 +162,8 @@ class RoomLoad:
     participants: int
     top: tuple[ParticipantLoad, ...]
     others: ParticipantLoad
+    start_ns: int = 0
+    time_ns: int = 0
 
 
 def _sum_streams(items: list[dict[StreamKey, float]]) -> dict[StreamKey, float]:
@@ -179,87 +180,108 @@ def _split(by_stream: dict[StreamKey, float]) -> tuple[float, float]:
     return b, p
 
 
-class TrafficLoadCalculator:
-    """Turns participant traffic counters into per-room load with a bounded top-N.
+LoadRow = tuple[tuple[str, str, str, str, str], float, int, int]
+"""``((room, participant, direction, media, unit), rate, start_ns, time_ns)``."""
+
+
+def room_loads(rows: Iterable[LoadRow], config: TrafficLoadConfig) -> dict[str, RoomLoad]:
+    """Per-room load of one reading of the traffic series.
 
     Args:
-        config: Top-N, window, rate engine and weights.
+        rows: The mean rate of each traffic series over its reading's span.
+        config: Top-N and weights.
+    """
+    per: dict[str, dict[str, dict[StreamKey, float]]] = {}
+    spans: dict[str, list[int]] = {}
+    for (room, pid, direction, media, unit), rate, t0, t1 in rows:
+        streams = per.setdefault(room, {}).setdefault(pid, {})
+        k = (direction, media, unit)
+        streams[k] = streams.get(k, 0.0) + rate
+        sp = spans.get(room)
+        if sp is None:
+            spans[room] = [t0, t1]
+        else:
+            if t0 < sp[0]:
+                sp[0] = t0
+            if t1 > sp[1]:
+                sp[1] = t1
+    return {room: _room(room, parts, config, *spans[room]) for room, parts in per.items()}
+
+
+def _room(room: str, parts: dict[str, dict[StreamKey, float]], config: TrafficLoadConfig,
+          t0: int, t1: int) -> RoomLoad:
+    w = config.weights
+    scored = [(w.score(s), pid, s) for pid, s in parts.items()]
+    # Heaviest first; ties broken by id so the output is deterministic.
+    scored.sort(key=lambda x: (-x[0], x[1]))
+    room_score = sum(x[0] for x in scored)
+    named = sum(1 for x in scored if x[1] != "")
+    k = config.top_n
+    # Traffic without a participant id (per-room series) is never listed, only summed.
+    top_src = [x for x in scored if x[1] != ""][:k]
+    rest = [x for x in scored if x[1] == "" or x not in top_src] if k else []
+
+    def load(pid: str, s: dict[StreamKey, float], score: float, count: int
+             ) -> ParticipantLoad:
+        b, p = _split(s)
+        # An idle room (score 0) is split evenly so that shares still sum to 1.
+        sh = score / room_score if room_score > 0 else count / max(named, 1)
+        return ParticipantLoad(pid, s, b, p, score, min(1.0, max(0.0, sh)), count)
+
+    top = tuple(load(pid, s, sc, 1) for sc, pid, s in top_src)
+    if rest:
+        others = load(OTHERS, _sum_streams([s for _, _, s in rest]),
+                      sum(sc for sc, _, _ in rest), sum(1 for x in rest if x[1] != ""))
+    else:
+        others = ParticipantLoad(OTHERS, {}, 0.0, 0.0, 0.0, 0.0, 0)
+    all_streams = _sum_streams([s for _, _, s in scored])
+    b, p = _split(all_streams)
+    return RoomLoad(room, all_streams, b, p, room_score, named, top, others, t0, t1)
+
+
+class TrafficLoadCalculator:
+    """Turns participant traffic counters into per-room load, one reading at a time.
+
+    A convenience over :class:`~otel_rtc.core.rates.RateEngine` and :func:`room_loads`
+    (the processors feed one shared engine instead).
+
+    Args:
+        config: Top-N, rate engine and weights.
         clock: Default ``now`` for :meth:`snapshot`.
-        on_drop: Reason callback, as for :class:`~otel_rtc.core.rates.RateEngine`
+        on_anomaly: Reason callback, as for :class:`~otel_rtc.core.rates.RateEngine`
             (plus ``invalid`` for an unknown direction, media or unit).
     """
 
     def __init__(self, config: TrafficLoadConfig = TrafficLoadConfig(), *,
                  clock: Clock = wall_clock_ns,
-                 on_drop: Callable[[str], None] | None = None) -> None:
+                 on_anomaly: Callable[[str], None] | None = None) -> None:
         if not isinstance(config, TrafficLoadConfig):
             raise ValueError("config must be a TrafficLoadConfig")
         self.config = config
         self._clock = clock
-        self._on_drop = on_drop
-        self.engine = RateEngine(config.rate, clock=clock, on_drop=on_drop)
+        self._on_anomaly = on_anomaly
+        self.engine = RateEngine(config.rate, clock=clock, on_anomaly=on_anomaly)
 
     def update(self, room: str, participant: str, direction: str, media: str, unit: str,
-               value: float, time_ns: int, *, start_ns: int | None = None,
-               cumulative: bool = True) -> bool:
+               value: float, time_ns: int, *, start_ns: int = 0, cumulative: bool = True,
+               flags: int = 0) -> bool:
         """Feed one counter point (see :meth:`RateEngine.observe`).
 
         Returns:
-            ``False`` if rejected (reported through ``on_drop``).
+            ``False`` if rejected (reported through ``on_anomaly``).
         """
         if direction not in DIRECTIONS or media not in MEDIA or unit not in UNITS:
-            if self._on_drop is not None:
+            if self._on_anomaly is not None:
                 try:
-                    self._on_drop("invalid")
+                    self._on_anomaly("invalid")
                 except Exception:  # a broken callback must not break the caller
                     pass
             return False
-        return self.engine.observe((room, participant, direction, media, unit), value,
-                                   time_ns, start_ns=start_ns, cumulative=cumulative)
-
-    def _rate(self, r: SeriesRates) -> float | None:
-        w = r.window_rates.get(self.config.window_s)
-        return w if w is not None else r.mean_rate
+        key = (room, participant, direction, media, unit)
+        return self.engine.observe(key, value, time_ns, start_ns, cumulative, flags, key)
 
     def snapshot(self, now_ns: int | None = None) -> dict[str, RoomLoad]:
-        """Evict stale series and return the load of every room at ``now_ns``."""
+        """Read every series (closing its span) and return the load of every room."""
         now = self._clock() if now_ns is None else now_ns
-        self.engine.evict_stale(now)
-        per: dict[str, dict[str, dict[StreamKey, float]]] = {}
-        # Only the window rate and the mean are used: the engine skips the peaks.
-        for key, w, mean in self.engine.window_items(self.config.window_s, now):
-            rate = w if w is not None else mean
-            if rate is None:
-                continue
-            room, pid, direction, media, unit = key  # type: ignore[misc]
-            streams = per.setdefault(room, {}).setdefault(pid, {})
-            streams[(direction, media, unit)] = rate
-        return {room: self._room(room, parts) for room, parts in per.items()}
-
-    def _room(self, room: str, parts: dict[str, dict[StreamKey, float]]) -> RoomLoad:
-        w = self.config.weights
-        scored = [(w.score(s), pid, s) for pid, s in parts.items()]
-        # Heaviest first; ties broken by id so the output is deterministic.
-        scored.sort(key=lambda x: (-x[0], x[1]))
-        room_score = sum(x[0] for x in scored)
-        n = len(scored)
-
-        def load(pid: str, s: dict[StreamKey, float], score: float, count: int
-                 ) -> ParticipantLoad:
-            b, p = _split(s)
-            # An idle room (score 0) is split evenly so that shares still sum to 1.
-            sh = score / room_score if room_score > 0 else count / n
-            return ParticipantLoad(pid, s, b, p, score, min(1.0, max(0.0, sh)), count)
-
-        k = self.config.top_n
-        top = tuple(load(pid, s, sc, 1) for sc, pid, s in scored[:k])
-        rest = scored[k:]
-        rest_streams = _sum_streams([s for _, _, s in rest])
-        rest_score = sum(sc for sc, _, _ in rest)
-        if rest:
-            others = load(OTHERS, rest_streams, rest_score, len(rest))
-        else:
-            others = ParticipantLoad(OTHERS, {}, 0.0, 0.0, 0.0, 0.0, 0)
-        all_streams = _sum_streams([s for _, _, s in scored])
-        b, p = _split(all_streams)
-        return RoomLoad(room, all_streams, b, p, room_score, n, top, others)
+        return room_loads(((r.tag, r.mean, r.start_ns, r.time_ns)
+                           for r in self.engine.read(now)), self.config)

@@ -1,56 +1,60 @@
-"""True rates from counters: the data's own span, trailing windows and sub-window peaks.
+"""True rates from counters: the mean over the data's own span and the 1 s peak within it.
 
 Two ways a rate lies (see ``docs/rates.md``):
 
 * **Fake spike.** Bytes accumulated over 5 minutes divided by a 2 s window read as a
   150x spike. Here every rate divides an increment by the span it was *actually*
-  accumulated over (OTLP ``start_time_unix_nano`` → ``time_unix_nano``), never by a
-  window the data was not accumulated over.
+  accumulated over (OTLP ``start_time_unix_nano`` -> ``time_unix_nano``).
 * **Smoothed spike.** A 10 s, 100 Mbps burst inside a 5-minute report reads as
-  3.3 Mbps. Here the engine keeps a bounded ring of real sample-to-sample intervals and
-  reports, next to the mean, the peak over short sub-windows. Peaks are kept
-  incrementally: each interval's run is computed once, on the first read after it
-  arrived, so a read costs the intervals since the previous one, not the whole ring.
+  3.3 Mbps. Here each reading carries, next to its mean, the peak over short
+  sub-windows (1 s by default) built from real sample-to-sample intervals.
 
-No extrapolation anywhere (unlike PromQL ``rate()``, which stretches the first/last
-sample to the range boundaries): every figure is a lower bound of what happened, and a
-reported peak can never exceed the true peak of the input.
+The engine is incremental: each point updates a few numbers of its series (the span's
+increase, the running peak of each sub-window, and, only when opted in, coarse buckets
+for trailing windows), and a reading costs O(1) per output. A reading covers the data
+since the series' previous reading (:meth:`RateEngine.read`); consecutive readings of a
+series tile its time line. The contract, shared with the Go processor through the JSON
+vectors in ``tests/vectors/rates/``, is ``docs/rates.md`` ("The v2 contract").
 
-This module is pure: stdlib and :mod:`otel_rtc.core.clock` only, so the same code runs in a
-collector's embedded interpreter and in-process. It is not thread-safe: one engine per
+No extrapolation anywhere: every figure is a lower bound of what happened, and a peak
+can never exceed the true peak of the input.
+
+Pure module: stdlib and :mod:`otel_rtc.core.clock` only, so the same code runs in a
+collector's embedded interpreter and in-process. Not thread-safe: one engine per
 consumer, or a lock held by the caller.
 """
 
 from __future__ import annotations
 
 import math
-from array import array
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from itertools import accumulate, compress, islice, repeat
-from operator import gt, le, mul, sub, truediv
+from typing import Any, NamedTuple
 
 from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
 
-OnDrop = Callable[[str], None]
+OnAnomaly = Callable[[str], None]
 
-# Reasons passed to ``on_drop``. Rejected points (observe() returns False):
+NO_RECORDED_VALUE = 1
+"""OTLP ``DataPointFlags.FLAG_NO_RECORDED_VALUE``: a staleness marker, not a value."""
+
+# Rejected points (observe() returns False):
 REJECT_REASONS = frozenset({
     "non_finite", "out_of_range", "negative_delta", "negative_value", "bad_span",
     "duplicate", "out_of_order", "series_cap", "invalid",
 })
-# Anomalies of accepted points (observe() returns True):
-ACCEPT_REASONS = frozenset({"reset", "start_time_change", "wrap", "gap", "short_span"})
+# Anomalies of accepted points, and of series (observe() returns True):
+ACCEPT_REASONS = frozenset({"reset", "start_time_change", "wrap", "gap", "short_span",
+                            "stale", "quiet"})
 
 _MAX_VALUE = 1e30
 """Largest accepted magnitude; beyond it sums of increments could overflow to inf."""
 _MAX_TIME_NS = 2**63 - 1
 _PEAK_JITTER = 0.95
-"""A group of intervals of at least 0.95 x the sub-window counts as one sub-window, so
+"""A run of intervals of at least 0.95 x the sub-window counts as one sub-window, so
 1 s samples arriving 0.999 s apart still resolve a 1 s peak."""
-_PEAK_MAX_GROUP = 2.0
-"""A group longer than 2 x the sub-window is too coarse to claim that sub-window's peak."""
+_PEAK_MAX_RUN = 2.0
+"""A run longer than 2 x the sub-window is too coarse to claim that sub-window's peak."""
 
 
 @dataclass(frozen=True)
@@ -58,18 +62,16 @@ class RateConfig:
     """Configuration of a :class:`RateEngine`.
 
     Attributes:
-        windows_s: Trailing windows (seconds, strictly increasing) for mean rates, like
-            load averages. The longest one is also the horizon of the peaks.
         peak_subwindows_s: Sub-windows (seconds, strictly increasing) whose peak rate is
-            reported. Each must not exceed the longest window.
+            part of each reading. Default: the 1 s peak only.
+        windows_s: Opt-in trailing windows (seconds, strictly increasing, multiples of
+            ``window_bucket_s``) whose mean is part of each reading. Default: none (get
+            1 min and 5 min views downstream, see ``docs/rates.md``).
+        window_bucket_s: Bucket width of the trailing windows.
         max_series: Series tracked at once; a new series beyond it is rejected with
-            reason ``series_cap`` after stale series are evicted.
-        stale_after_s: A series whose last point is older than this is evicted.
-        max_samples_per_series: Ring size (intervals kept per series). Must cover the
-            longest window at the sampling rate (300 s at 1 Hz needs 300); a window
-            whose start was overwritten reports ``None``. 24 bytes per interval, plus
-            the peak stacks (up to 16 bytes per interval and sub-window) and fixed
-            overhead; see ``docs/rates.md``.
+            reason ``series_cap``.
+        quiet_intervals: A series without a new point at this many consecutive readings
+            gets one final reading and is forgotten.
         wrap_modulus: For fixed-width transport counters (e.g. ``2**32``): a decrease
             whose wrapped delta is below half the modulus is a wrap-around, not a reset.
             ``None``: every decrease is a reset.
@@ -77,11 +79,11 @@ class RateConfig:
             reported as a ``gap`` (the point is still accepted).
     """
 
-    windows_s: tuple[float, ...] = (10.0, 60.0, 300.0)
-    peak_subwindows_s: tuple[float, ...] = (1.0, 5.0)
-    max_series: int = 10_000
-    stale_after_s: float = 600.0
-    max_samples_per_series: int = 320
+    peak_subwindows_s: tuple[float, ...] = (1.0,)
+    windows_s: tuple[float, ...] = ()
+    window_bucket_s: float = 10.0
+    max_series: int = 2000
+    quiet_intervals: int = 2
     wrap_modulus: float | None = None
     gap_after_s: float = 60.0
 
@@ -90,20 +92,23 @@ class RateConfig:
             return (isinstance(x, (int, float)) and not isinstance(x, bool)
                     and math.isfinite(x) and x > 0)
 
-        for name in ("windows_s", "peak_subwindows_s"):
+        for name, empty_ok in (("peak_subwindows_s", False), ("windows_s", True)):
             seq = getattr(self, name)
-            if not isinstance(seq, tuple) or not seq or not all(pos(w) for w in seq):
-                raise ValueError(f"{name} must be a non-empty tuple of positive seconds")
+            if not isinstance(seq, tuple) or not all(pos(w) for w in seq) or (
+                    not seq and not empty_ok):
+                raise ValueError(f"{name} must be a tuple of positive seconds")
             if any(seq[i] >= seq[i + 1] for i in range(len(seq) - 1)):
                 raise ValueError(f"{name} must be strictly increasing")
-        if self.peak_subwindows_s[-1] > self.windows_s[-1]:
-            raise ValueError("peak_subwindows_s must not exceed the longest window")
-        if not isinstance(self.max_series, int) or self.max_series < 1:
-            raise ValueError("max_series must be an int >= 1")
-        if not isinstance(self.max_samples_per_series, int) or self.max_samples_per_series < 2:
-            raise ValueError("max_samples_per_series must be an int >= 2")
-        if not pos(self.stale_after_s):
-            raise ValueError("stale_after_s must be positive")
+        if not pos(self.window_bucket_s):
+            raise ValueError("window_bucket_s must be positive")
+        for w in self.windows_s:
+            k = w / self.window_bucket_s
+            if abs(k - round(k)) > 1e-9 or round(k) < 1:
+                raise ValueError("each of windows_s must be a multiple of window_bucket_s")
+        for name in ("max_series", "quiet_intervals"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1")
         if not pos(self.gap_after_s):
             raise ValueError("gap_after_s must be positive")
         if self.wrap_modulus is not None and not (pos(self.wrap_modulus)
@@ -111,76 +116,72 @@ class RateConfig:
             raise ValueError("wrap_modulus must be None or a finite number >= 2")
 
 
-@dataclass(frozen=True)
-class SeriesRates:
-    """Rates of one series at one instant (per second, in the series' own unit).
+class Reading(NamedTuple):
+    """One reading of one series: what it did since its previous reading.
 
     Attributes:
-        mean_rate: ``total / span_s``: the increment over the data's own span (start of
-            accumulation → last point). ``None`` when the span is zero.
-        span_s: Seconds from the start of accumulation (or first point) to the last one.
-        window_rates: Mean rate over each trailing window, from real intervals lying
-            wholly inside it. ``None`` when there is none or the ring no longer reaches
-            back to the window's start.
-        peak_rates: For each sub-window, the largest mean rate over a run of consecutive
-            real intervals lasting at least (0.95 x) and at most 2 x the sub-window,
-            within the longest window. ``None`` when the data is too coarse to resolve
-            it. Never above the input's true peak instantaneous rate.
-        total: Accumulated value since the series' (re)start.
+        key: The series.
+        tag: What the caller attached to the series on its first point.
+        mean: Increase over ``[start_ns, time_ns]`` per second (uncovered time inside
+            counts as no increase: a lower bound).
+        start_ns: Start of the span the reading covers (start of its first interval).
+        time_ns: End of that span (end of its last interval).
+        peaks: Per ``peak_subwindows_s``: the largest rate over a run of consecutive
+            intervals ending in the span that lasts 0.95..2 x the sub-window; ``None``
+            when the data is too coarse.
+        windows: Per ``windows_s``: ``(rate, start_ns, time_ns)`` or ``None``.
+        final: The series went quiet: this reading (0 over the silent time) is its
+            last, and the series is forgotten.
     """
 
-    mean_rate: float | None
-    span_s: float
-    window_rates: dict[float, float | None]
-    peak_rates: dict[float, float | None]
-    total: float
+    key: Hashable
+    tag: Any
+    mean: float
+    start_ns: int
+    time_ns: int
+    peaks: tuple[float | None, ...]
+    windows: tuple[tuple[float, int, int] | None, ...]
+    final: bool
 
 
 class _Series:
-    """Per-series state: last point, current run, a ring of intervals and peak stacks."""
+    """Per-series state: the last point and the open span since the previous reading."""
 
-    __slots__ = ("cumulative", "evicted_t1", "inc", "last_raw", "last_t", "n", "pk", "pk_t1",
-                 "pos", "run_start", "start_ns", "t0", "t1", "total")
+    __slots__ = ("cum", "ext", "has", "iinc", "inc", "it0", "last_t", "last_v", "p0", "pk",
+                 "silent", "stale", "start", "tag", "touched")
 
-    def __init__(self, size: int, cumulative: bool) -> None:
-        self.cumulative = cumulative
-        self.t0 = array("q", bytes(8 * size))
-        self.t1 = array("q", bytes(8 * size))
-        self.inc = array("d", bytes(8 * size))
-        self.pos = 0          # next slot to write
-        self.n = 0            # intervals stored (<= size)
-        self.evicted_t1 = -1  # end of the newest overwritten interval
-        self.last_t = 0
-        self.last_raw = 0.0
-        self.start_ns: int | None = None  # start_ns reported by the source
-        self.run_start = 0                # start of accumulation of the current run
-        self.total = 0.0
-        # Peaks, maintained incrementally (see ``_catch_up``): per sub-window a stack of
-        # (run start, rate) with strictly decreasing rates; allocated on the first read.
-        self.pk: list[tuple[array, array]] | None = None
-        self.pk_t1 = -1       # end of the newest interval folded into the stacks
+    def __init__(self, tag: Any, cumulative: bool) -> None:
+        self.tag = tag
+        self.cum = cumulative
+        self.start = 0          # OTLP start time reported by the source (0: unset)
+        self.last_t = 0         # time of the last real point
+        self.last_v = 0.0       # cumulative: its value
+        self.stale = False      # a NoRecordedValue marker came after the last point
+        self.has = False        # the open span holds at least one interval
+        self.p0 = 0             # start of the open span (start of its first interval)
+        self.inc = 0.0          # increase over the open span
+        self.pk = -1.0          # running peak of the first sub-window (-1: none)
+        self.it0 = -1           # start of the last interval (-1: no interval to chain)
+        self.iinc = 0.0         # increase of the last interval
+        self.touched = False    # a point arrived since the previous reading
+        self.silent = 0         # consecutive readings without a point
+        self.ext: _Ext | None = None  # short runs, more peaks, windows (when needed)
 
-    def push(self, t0: int, t1: int, inc: float) -> None:
-        p = self.pos
-        size = len(self.t1)
-        if self.n == size:
-            self.evicted_t1 = self.t1[p]
-        else:
-            self.n += 1
-        self.t0[p] = t0
-        self.t1[p] = t1
-        self.inc[p] = inc
-        p += 1
-        self.pos = 0 if p == size else p
 
-    def chronological(self) -> tuple[array, array, array]:
-        """``(t0, t1, inc)`` in time order (C-level copies of the ring)."""
-        n, p = self.n, self.pos
-        if n < len(self.t1):
-            return self.t0[:n], self.t1[:n], self.inc[:n]
-        if p == 0:
-            return self.t0[:], self.t1[:], self.inc[:]
-        return self.t0[p:] + self.t0[:p], self.t1[p:] + self.t1[:p], self.inc[p:] + self.inc[:p]
+class _Ext:
+    """Per-series state the default outputs do not need.
+
+    Runs of short intervals for the peaks, running peaks of more sub-windows, and the
+    window buckets.
+    """
+
+    __slots__ = ("buckets", "pk", "runs")
+
+    def __init__(self, n_peaks: int) -> None:
+        self.pk = [-1.0] * n_peaks
+        # Per sub-window: [intervals as (t0, t1, inc), sum of their inc]
+        self.runs: list[list[Any]] = [[[], 0.0] for _ in range(n_peaks)]
+        self.buckets: dict[int, list[Any]] | None = None  # index -> [inc, min t0, max t1]
 
 
 def _valid_time(t: object) -> bool:
@@ -191,50 +192,45 @@ class RateEngine:
     """Derives true rates from cumulative or delta counter points, per series.
 
     Args:
-        config: Windows, peaks and bounds.
-        clock: Default ``now`` for :meth:`rates`, :meth:`items` and eviction.
-        on_drop: Called with a reason string for every rejected point and every
-            anomaly of an accepted one (``reset``, ``start_time_change``, ``wrap``,
-            ``gap``, ``short_span``). Exceptions it raises are swallowed.
+        config: Peaks, opt-in windows and bounds.
+        clock: Default ``now`` for :meth:`read`.
+        on_anomaly: Called with a reason for every rejected point (``REJECT_REASONS``)
+            and every anomaly (``ACCEPT_REASONS``). Exceptions it raises are swallowed.
+            The counts are also kept (:meth:`anomaly_counts`).
 
-    The first point of a cumulative run (a new series, or a ``start_ns`` change) whose
-    span ``time_ns - start_ns`` is shorter than 0.95 x the shortest peak sub-window, and
-    whose value is not zero, is only the baseline (reason ``short_span``): its value
-    cannot be placed in time that finely. The Python SDK stamps a newly observed
-    cumulative series (every observable counter's first collection) with a start time
-    microseconds before its time, while its value is the source's whole history;
-    dividing one by the other is the reference's fake spike, a million times over.
+    See ``docs/rates.md`` ("The v2 contract") for the exact semantics.
     """
 
-    __slots__ = ("_anomalies", "_clock", "_gap_ns", "_horizon_ns", "_last_evict_ns",
-                 "_min_span_ns", "_on_drop", "_peaks_ns", "_series", "_size", "_stale_ns",
-                 "_vlimit", "_windows_ns", "config")
+    __slots__ = ("_anomalies", "_bucket_ns", "_cap0", "_clock", "_gap_ns", "_min_span_ns",
+                 "_n_peaks", "_need0", "_on_anomaly", "_peaks_ns", "_series", "_simple",
+                 "_vlimit", "_windows_n", "config")
 
     def __init__(self, config: RateConfig = RateConfig(), *, clock: Clock = wall_clock_ns,
-                 on_drop: OnDrop | None = None) -> None:
+                 on_anomaly: OnAnomaly | None = None) -> None:
         if not isinstance(config, RateConfig):
             raise ValueError("config must be a RateConfig")
         self.config = config
         self._clock = clock
-        self._on_drop = on_drop
+        self._on_anomaly = on_anomaly
         self._series: dict[Hashable, _Series] = {}
-        self._size = config.max_samples_per_series
         self._gap_ns = int(config.gap_after_s * NS_PER_S)
-        self._stale_ns = int(config.stale_after_s * NS_PER_S)
-        self._windows_ns = [(w, int(w * NS_PER_S)) for w in config.windows_s]
-        self._horizon_ns = self._windows_ns[-1][1]
-        self._peaks_ns = [(p, int(p * _PEAK_JITTER * NS_PER_S), int(p * _PEAK_MAX_GROUP * NS_PER_S))
+        self._peaks_ns = [(int(p * _PEAK_JITTER * NS_PER_S), int(p * _PEAK_MAX_RUN * NS_PER_S))
                           for p in config.peak_subwindows_s]
+        self._need0, self._cap0 = self._peaks_ns[0]
+        self._n_peaks = len(self._peaks_ns)
+        self._bucket_ns = int(config.window_bucket_s * NS_PER_S)
+        self._windows_n = [round(w / config.window_bucket_s) for w in config.windows_s]
+        # Only the first sub-window, no windows: the common case takes the fast path.
+        self._simple = self._n_peaks == 1 and not config.windows_s
         self._vlimit = config.wrap_modulus if config.wrap_modulus is not None else _MAX_VALUE
         # Shortest first span (start_ns -> first point) taken as a real interval: the
         # finest resolution the engine claims (0.95 x the shortest peak sub-window).
-        self._min_span_ns = self._peaks_ns[0][1]
+        self._min_span_ns = self._need0
         self._anomalies: dict[str, int] = {}
-        self._last_evict_ns: int | None = None
 
     # -- input -----------------------------------------------------------------------
-    def observe(self, key: Hashable, value: float, time_ns: int, *, start_ns: int | None = None,
-                cumulative: bool = True) -> bool:
+    def observe(self, key: Hashable, value: float, time_ns: int, start_ns: int | None = 0,
+                cumulative: bool = True, flags: int = 0, tag: Any = None) -> bool:
         """Feed one data point.
 
         Args:
@@ -242,35 +238,54 @@ class RateEngine:
             value: Cumulative: the running total since ``start_ns``. Delta: the
                 increment over ``(start_ns, time_ns]``.
             time_ns: End of the point, ns since the epoch.
-            start_ns: OTLP start time. Cumulative: a change means the counter restarted.
-                Delta: start of the increment (``None``: the previous point's end).
+            start_ns: OTLP start time; 0 (or ``None``) means unset. Cumulative: a change
+                means the counter restarted. Delta: start of the increment (unset: the
+                previous point's end).
             cumulative: Temporality of ``value``.
+            flags: OTLP data point flags; :data:`NO_RECORDED_VALUE` marks the series
+                stale (the value is ignored).
+            tag: Attached to a new series and handed back in its readings.
 
         Returns:
-            ``False`` if the point was rejected (reported through ``on_drop``).
+            ``False`` if the point was rejected (reported through ``on_anomaly``).
         """
         try:
             s = self._series.get(key)
             # Fast path: cumulative continuation, same run, increasing time, no gap.
-            if (s is not None and cumulative and s.cumulative and start_ns == s.start_ns
-                    and type(time_ns) is int):
+            if (s is not None and cumulative and s.cum and start_ns == s.start and not flags
+                    and type(time_ns) is int and not s.stale):
                 last_t = s.last_t
-                last_raw = s.last_raw
+                last_v = s.last_v
                 if (last_t < time_ns <= last_t + self._gap_ns
-                        and last_raw <= value < self._vlimit):
-                    inc = value - last_raw
-                    s.push(last_t, time_ns, inc)
-                    s.total += inc
+                        and last_v <= value < self._vlimit):
+                    inc = value - last_v
+                    s.last_v = value
                     s.last_t = time_ns
-                    s.last_raw = value
+                    s.touched = True
+                    if not s.has:
+                        s.has = True
+                        s.p0 = last_t
+                    s.inc += inc
+                    dt = time_ns - last_t
+                    if self._simple and s.ext is None and dt >= self._need0:
+                        # The interval alone spans the sub-window: its run is itself.
+                        if dt <= self._cap0:
+                            r = inc * NS_PER_S / dt
+                            if r > s.pk:
+                                s.pk = r
+                        s.it0 = last_t
+                        s.iinc = inc
+                    else:
+                        self._interval(s, last_t, time_ns, inc)
                     return True
-            return self._observe_slow(s, key, value, time_ns, start_ns, cumulative)
+            return self._observe_slow(s, key, value, time_ns, start_ns or 0, cumulative,
+                                      flags, tag)
         except Exception:  # never raise into the host; hostile input ends here
             return self._reject("invalid")
 
     def _note(self, reason: str) -> None:
         self._anomalies[reason] = self._anomalies.get(reason, 0) + 1
-        cb = self._on_drop
+        cb = self._on_anomaly
         if cb is not None:
             try:
                 cb(reason)
@@ -282,9 +297,17 @@ class RateEngine:
         return False
 
     def _observe_slow(self, s: _Series | None, key: Hashable, value: float, time_ns: int,
-                      start_ns: int | None, cumulative: bool) -> bool:
-        if not _valid_time(time_ns) or (start_ns is not None and not _valid_time(start_ns)):
+                      start_ns: int, cumulative: bool, flags: int, tag: Any) -> bool:
+        if not _valid_time(time_ns) or not _valid_time(start_ns):
             return self._reject("invalid")
+        if type(flags) is not int:
+            return self._reject("invalid")
+        if flags & NO_RECORDED_VALUE:
+            # A staleness marker: neither a value nor a reset.
+            if s is not None and not s.stale:
+                s.stale = True
+                self._note("stale")
+            return True
         if type(value) not in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return self._reject("invalid")
@@ -297,476 +320,287 @@ class RateEngine:
             return self._reject("out_of_range")
         if value < 0:
             return self._reject("negative_value" if cumulative else "negative_delta")
-        if start_ns is not None and start_ns > time_ns:
+        if start_ns > time_ns:
             return self._reject("bad_span")
-        if not cumulative and start_ns is not None and start_ns == time_ns:
+        if not cumulative and start_ns and start_ns == time_ns:
             return self._reject("bad_span")
         mod = self.config.wrap_modulus
         if cumulative and mod is not None and value >= mod:
             return self._reject("out_of_range")
 
         if s is None:
-            if not self._admit(time_ns):
+            if len(self._series) >= self.config.max_series:
                 return self._reject("series_cap")
-            s = _Series(self._size, cumulative)
+            s = _Series(tag, cumulative)
             self._series[key] = s
-            self._open(s, value, time_ns, start_ns, cumulative)
-            return True
-
-        if cumulative != s.cumulative:
-            # Temporality changed: nothing before is comparable; start a new run.
-            if time_ns <= s.last_t:
-                return self._reject("out_of_order")
-            self._note("reset")
-            s.cumulative = cumulative
-            self._open(s, value, time_ns, start_ns, cumulative, after=s.last_t)
+            s.touched = True
+            self._open(s, value, time_ns, start_ns, None)
             return True
 
         last_t = s.last_t
+        if time_ns == last_t and (cumulative or not start_ns or start_ns == s.start):
+            return self._reject("duplicate")
+        if time_ns < last_t:
+            return self._reject("out_of_order")
+        if cumulative != s.cum:
+            # Temporality changed: nothing before is comparable; start a new run.
+            self._note("reset")
+            s.cum = cumulative
+            s.touched = True
+            self._open(s, value, time_ns, start_ns, last_t)
+            return True
         if cumulative:
             return self._cumulative(s, value, time_ns, start_ns, last_t)
         return self._delta(s, value, time_ns, start_ns, last_t)
 
-    def _cumulative(self, s: _Series, value: float, time_ns: int, start_ns: int | None,
+    def _cumulative(self, s: _Series, value: float, time_ns: int, start_ns: int,
                     last_t: int) -> bool:
-        if time_ns == last_t:
-            return self._reject("duplicate")
-        if time_ns < last_t:
-            return self._reject("out_of_order")
-        if start_ns is not None and start_ns != s.start_ns:
+        if s.stale:
+            s.stale = False
+            if not (start_ns and start_ns == s.start and value >= s.last_v):
+                # No continuity shown by the start time: a new baseline (or a new run
+                # whose own span starts after the last real point).
+                s.touched = True
+                self._open(s, value, time_ns, start_ns, last_t)
+                return True
+        elif start_ns != s.start and start_ns:
             # The source says it restarted (OTLP start time changed).
             self._note("start_time_change")
-            self._open(s, value, time_ns, start_ns, True, after=last_t)
+            s.touched = True
+            self._open(s, value, time_ns, start_ns, last_t)
             return True
-        inc = value - s.last_raw
+        inc = value - s.last_v
         if inc < 0:
             mod = self.config.wrap_modulus
             wrapped = inc + mod if mod is not None else None
-            if wrapped is not None and 0 <= wrapped < mod / 2:
+            if wrapped is not None and 0 <= wrapped < mod / 2:  # type: ignore[operator]
                 self._note("wrap")
                 inc = wrapped
             else:
                 # Restarted at an unknown instant in (last_t, time_ns]: ``value`` is a
                 # lower bound of the increase over that interval (never an overestimate).
                 self._note("reset")
-                s.run_start = last_t
-                s.total = 0.0
                 inc = value
         if time_ns - last_t > self._gap_ns:
             self._note("gap")
-        s.push(last_t, time_ns, inc)
-        s.total += inc
-        s.last_t = time_ns
-        s.last_raw = value
+        s.start = start_ns
+        s.last_v = value
+        self._push(s, last_t, time_ns, inc)
         return True
 
-    def _delta(self, s: _Series, value: float, time_ns: int, start_ns: int | None,
+    def _delta(self, s: _Series, value: float, time_ns: int, start_ns: int,
                last_t: int) -> bool:
-        if time_ns == last_t and (start_ns is None or start_ns == s.start_ns):
-            return self._reject("duplicate")
-        t0 = last_t if start_ns is None else start_ns
-        if time_ns <= last_t or t0 < last_t:
-            return self._reject("out_of_order")  # before, or overlapping, known data
+        if s.stale:
+            s.stale = False
+            if not start_ns:
+                # The previous point's end no longer tells where this increment began.
+                s.touched = True
+                self._open(s, value, time_ns, start_ns, last_t)
+                return True
+        t0 = start_ns or last_t
+        if t0 < last_t:
+            return self._reject("out_of_order")  # overlaps known data
         if t0 - last_t > self._gap_ns or time_ns - t0 > self._gap_ns:
             self._note("gap")
-        s.push(t0, time_ns, value)
-        s.total += value
-        s.last_t = time_ns
-        s.start_ns = t0
+        s.start = start_ns
+        if t0 != last_t:
+            s.it0 = -1  # uncovered time between the two: no run crosses it
+        self._push(s, t0, time_ns, value)
         return True
 
-    def _open(self, s: _Series, value: float, time_ns: int, start_ns: int | None,
-              cumulative: bool, after: int | None = None) -> None:
-        """Start a run at this point. ``after``: end of the data already in the ring."""
-        s.last_t = time_ns
-        s.start_ns = start_ns
-        if cumulative:
-            s.last_raw = value
-            if start_ns is not None and value > 0 and time_ns - start_ns < self._min_span_ns:
-                # Too short a span to hold this value (see the class doc): baseline.
-                self._note("short_span")
-                s.run_start = time_ns
-                s.total = 0.0
-            elif start_ns is not None and start_ns < time_ns and (after is None
-                                                                  or start_ns >= after):
-                # ``value`` was accumulated over (start_ns, time_ns]: a real interval.
-                s.run_start = start_ns
-                s.total = value
-                s.push(start_ns, time_ns, value)
-            elif start_ns is not None and start_ns <= time_ns:
-                # Known span, but it overlaps data already in the ring: the mean uses
-                # it, the windows/peaks do not (they would double count).
-                s.run_start = start_ns
-                s.total = value
-            else:
-                # No start time: the first point is only the baseline.
-                s.run_start = time_ns
-                s.total = 0.0
+    def _push(self, s: _Series, t0: int, t1: int, inc: float) -> None:
+        """Add the interval ``(t0, t1]`` with increase ``inc`` to the open span."""
+        s.last_t = t1
+        s.touched = True
+        if not s.has:
+            s.has = True
+            s.p0 = t0
+        s.inc += inc
+        dt = t1 - t0
+        if self._simple and s.ext is None and dt >= self._need0:
+            if dt <= self._cap0:
+                r = inc * NS_PER_S / dt
+                if r > s.pk:
+                    s.pk = r
+            s.it0 = t0
+            s.iinc = inc
         else:
-            if start_ns is not None:
-                s.run_start = start_ns
-                s.total = value
-                if after is None or start_ns >= after:
-                    s.push(start_ns, time_ns, value)
-                # else: overlaps data already in the ring (a temporality change): as for
-                # a cumulative restart, the mean uses it, windows and peaks do not.
+            self._interval(s, t0, t1, inc)
+
+    def _interval(self, s: _Series, t0: int, t1: int, inc: float) -> None:
+        """Peaks over runs of consecutive intervals, and window buckets (general path).
+
+        For each sub-window the run ending at this interval is the shortest run of
+        consecutive intervals lasting at least ``need``; it counts if it lasts at most
+        ``cap``. Each sub-window keeps the intervals of its current run: every interval
+        enters and leaves once, so the cost per point is O(1) amortised.
+        """
+        e = s.ext
+        if e is None:
+            e = s.ext = _Ext(self._n_peaks)
+            if s.it0 >= 0:
+                # Seed the runs with the previous interval (it ended at t0).
+                prev = (s.it0, t0, s.iinc)
+                for run in e.runs:
+                    run[0].append(prev)
+                    run[1] += prev[2]
+            e.pk[0] = s.pk
+        chained = s.it0 >= 0 and e.runs[0][0] and e.runs[0][0][-1][1] == t0
+        for j, (need, cap) in enumerate(self._peaks_ns):
+            run = e.runs[j]
+            ivs = run[0]
+            if not chained:
+                ivs.clear()
+                run[1] = 0.0
+            ivs.append((t0, t1, inc))
+            total = run[1] + inc
+            # Drop intervals from the front while the rest still lasts ``need``.
+            while len(ivs) > 1 and t1 - ivs[1][0] >= need:
+                total -= ivs.pop(0)[2]
+            run[1] = total
+            dur = t1 - ivs[0][0]
+            if need <= dur <= cap:
+                r = max(total, 0.0) * NS_PER_S / dur
+                if r > e.pk[j]:
+                    e.pk[j] = r
+        s.pk = e.pk[0]
+        s.it0 = t0
+        s.iinc = inc
+        if self._windows_n:
+            b = e.buckets
+            if b is None:
+                b = e.buckets = {}
+            k = (t1 - 1) // self._bucket_ns  # buckets are (kB, (k+1)B]
+            slot = b.get(k)
+            if slot is None:
+                b[k] = [inc, t0, t1]
+                horizon = k - self._windows_n[-1]
+                for old in [i for i in b if i <= horizon]:
+                    del b[old]
             else:
-                # An increment without a span cannot be turned into a rate: this point
-                # only opens the series.
-                s.run_start = time_ns
-                s.total = 0.0
-            s.start_ns = start_ns
+                slot[0] += inc
+                if t0 < slot[1]:
+                    slot[1] = t0
+                if t1 > slot[2]:
+                    slot[2] = t1
+        elif self._simple and t1 - t0 >= self._need0:
+            s.ext = None  # back to the fast path: a full interval needs no history
 
-    def _admit(self, time_ns: int) -> bool:
-        if len(self._series) < self.config.max_series:
-            return True
-        now = self._now(None)
-        # Evict at most once a second: a full table must not make every point O(n).
-        if self._last_evict_ns is None or now - self._last_evict_ns >= NS_PER_S:
-            self._last_evict_ns = now
-            self.evict_stale(now)
-        return len(self._series) < self.config.max_series
-
-    def _now(self, now_ns: int | None) -> int:
-        return self._clock() if now_ns is None else now_ns
+    def _open(self, s: _Series, value: float, time_ns: int, start_ns: int,
+              after: int | None) -> None:
+        """Start a run at this point. ``after``: time of the last real point, if any."""
+        s.last_t = time_ns
+        s.start = start_ns
+        s.last_v = value
+        s.it0 = -1
+        if s.ext is not None:
+            for run in s.ext.runs:
+                run[0].clear()
+                run[1] = 0.0
+        real = bool(start_ns) and start_ns < time_ns and (after is None or start_ns >= after)
+        if real and s.cum and value > 0 and time_ns - start_ns < self._min_span_ns:
+            # Too short a span to hold this value (see docs/rates.md): a baseline.
+            self._note("short_span")
+            real = False
+        if real:
+            # ``value`` was accumulated over (start_ns, time_ns]: a real interval.
+            self._push(s, start_ns, time_ns, value)
+        elif not s.has:
+            s.p0 = time_ns
 
     # -- output ----------------------------------------------------------------------
-    def rates(self, key: Hashable, now_ns: int | None = None) -> SeriesRates | None:
-        """Rates of one series at ``now_ns`` (default: the clock), or ``None`` if unknown."""
-        s = self._series.get(key)
-        if s is None:
-            return None
-        return self._compute(s, self._now(now_ns))
+    def read(self, now_ns: int | None = None, keys: Iterable[Hashable] | None = None
+             ) -> list[Reading]:
+        """Close the open span of each series and return its readings.
 
-    def items(self, now_ns: int | None = None) -> Iterator[tuple[Hashable, SeriesRates]]:
-        """Yield ``(key, rates)`` for every tracked series (a snapshot of the keys)."""
-        now = self._now(now_ns)
-        for key, s in list(self._series.items()):
-            yield key, self._compute(s, now)
+        Args:
+            now_ns: The reading instant (default: the clock). Only a quiet series'
+                final reading uses it (as its end).
+            keys: Series to read (default: all). Unknown keys are skipped.
 
-    def evict_stale(self, now_ns: int | None = None) -> int:
-        """Forget series whose last point is older than ``stale_after_s``; return how many."""
-        limit = self._now(now_ns) - self._stale_ns
-        stale = [k for k, s in self._series.items() if s.last_t < limit]
-        for k in stale:
-            del self._series[k]
-        return len(stale)
+        Returns:
+            One :class:`Reading` per series that has a new interval since its previous
+            reading, or that went quiet (its final reading). A series without a point
+            at ``quiet_intervals`` consecutive reads ends with a final reading of 0
+            over ``[its last point, now]`` and is forgotten.
+        """
+        now = self._clock() if now_ns is None else now_ns
+        series = self._series
+        quiet = self.config.quiet_intervals
+        windows_n = self._windows_n
+        out: list[Reading] = []
+        append = out.append
+        no_windows: tuple[None, ...] = (None,) * len(windows_n)
+        simple = self._simple
+        n_peaks = self._n_peaks
+        new = tuple.__new__
+        for key in (list(series) if keys is None else keys):
+            s = series.get(key)
+            if s is None:
+                continue
+            if s.has:
+                e = s.ext
+                if simple:
+                    peaks: tuple[float | None, ...] = (s.pk if s.pk >= 0 else None,)
+                else:
+                    pk = e.pk if e is not None else [-1.0] * n_peaks
+                    peaks = tuple(p if p >= 0 else None for p in pk)
+                wins = self._windows(s, now) if windows_n else no_windows
+                end = s.last_t
+                append(new(Reading, (key, s.tag, s.inc * NS_PER_S / (end - s.p0), s.p0, end,
+                                     peaks, wins, False)))
+                s.has = False
+                s.inc = 0.0
+                s.pk = -1.0
+                if e is not None:
+                    e.pk = [-1.0] * n_peaks
+                s.p0 = end
+                s.touched = False
+                s.silent = 0
+            elif s.touched:
+                s.touched = False
+                s.silent = 0
+            else:
+                s.silent += 1
+                if s.silent >= quiet:
+                    del series[key]
+                    self._note("quiet")
+                    if now > s.last_t:
+                        append(new(Reading, (key, s.tag, 0.0, s.last_t, now,
+                                             (0.0,) * n_peaks, no_windows, True)))
+        return out
+
+    def _windows(self, s: _Series, now: int) -> tuple[tuple[float, int, int] | None, ...]:
+        e = s.ext
+        b = e.buckets if e is not None else None
+        if not b:
+            return (None,) * len(self._windows_n)
+        k_now = (now - 1) // self._bucket_ns
+        res: list[tuple[float, int, int] | None] = []
+        for n in self._windows_n:
+            lo = k_now - n
+            inc = 0.0
+            t0 = t1 = -1
+            for k, (x, a, z) in b.items():
+                if lo < k <= k_now:
+                    inc += x
+                    if t0 < 0 or a < t0:
+                        t0 = a
+                    if z > t1:
+                        t1 = z
+            res.append((inc * NS_PER_S / (t1 - t0), t0, t1) if t1 > t0 >= 0 else None)
+        return tuple(res)
+
+    def forget(self, key: Hashable) -> None:
+        """Stop tracking ``key`` (no final reading)."""
+        self._series.pop(key, None)
 
     def anomaly_counts(self) -> dict[str, int]:
-        """Counts of every reason reported so far (rejections and accepted anomalies)."""
+        """Counts of every reason reported so far (rejections and anomalies)."""
         return dict(self._anomalies)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._series
 
     def __len__(self) -> int:
         return len(self._series)
-
-    def _compute(self, s: _Series, now: int) -> SeriesRates:
-        mean, span_s, wvals, pvals = self._values(s, now, True)
-        return SeriesRates(mean, span_s, dict(zip(self.config.windows_s, wvals, strict=True)),
-                           dict(zip(self.config.peak_subwindows_s, pvals, strict=True)), s.total)
-
-    def rate_values(self, key: Hashable, now_ns: int | None = None, peaks: bool = True
-                    ) -> tuple[float | None, float, list[float | None], list[float | None],
-                               float] | None:
-        """:meth:`rates` as plain lists, for glue that reads many series.
-
-        Returns:
-            ``(mean_rate, span_s, window rates, peak rates, total)`` with the rates in the
-            order of ``config.windows_s`` / ``config.peak_subwindows_s``, or ``None`` if the
-            series is unknown. With ``peaks=False`` the peaks are not computed (``None``).
-        """
-        s = self._series.get(key)
-        if s is None:
-            return None
-        mean, span_s, wvals, pvals = self._values(s, self._now(now_ns), peaks)
-        return mean, span_s, wvals, pvals, s.total
-
-    def window_items(self, window_s: float, now_ns: int | None = None
-                     ) -> Iterator[tuple[Hashable, float | None, float | None]]:
-        """Yield ``(key, window rate, mean rate)`` of every series; no peaks are computed.
-
-        ``window_s`` is one of ``config.windows_s``; the window rate is exactly
-        ``rates(key).window_rates[window_s]`` and the mean ``rates(key).mean_rate``.
-        """
-        w_ns = next((wn for w, wn in self._windows_ns if w == window_s), None)
-        if w_ns is None:
-            raise ValueError("window_s must be one of config.windows_s")
-        now = self._now(now_ns)
-        for key, s in list(self._series.items()):
-            span_ns = s.last_t - s.run_start
-            mean = s.total / (span_ns / NS_PER_S) if span_ns > 0 else None
-            yield key, self._window(s, now, w_ns), mean
-
-    def _window(self, s: _Series, now: int, w_ns: int) -> float | None:
-        """Rate over one trailing window, read from the ring in place (no copies)."""
-        n = s.n
-        lo = now - w_ns
-        if n == 0 or s.evicted_t1 > lo:
-            return None
-        t0, t1, inc = s.t0, s.t1, s.inc
-        size = len(t1)
-        p = s.pos if n == size else 0  # chronological index c is ring slot (p + c) % size
-        hi = _ring_bisect(t1, now, p, n, bisect_right)
-        i = _ring_bisect(t0, lo, p, n, bisect_left)
-        if i >= hi:
-            return None
-        a, b = p + i, p + hi
-        dur = t1[(b - 1) % size] - t0[a % size]
-        if dur <= 0:
-            return None
-        if b <= size:
-            tot = sum(inc[a:b])
-        elif a >= size:
-            tot = sum(inc[a - size:b - size])
-        else:
-            tot = sum(inc[a:] + inc[:b - size])
-        return tot * NS_PER_S / dur
-
-    def _values(self, s: _Series, now: int, peaks: bool
-                ) -> tuple[float | None, float, list[float | None], list[float | None]]:
-        span_ns = s.last_t - s.run_start
-        span_s = span_ns / NS_PER_S
-        mean = s.total / span_s if span_ns > 0 else None
-        if s.n == 0:
-            return mean, span_s, [None] * len(self._windows_ns), [None] * len(self._peaks_ns)
-        t0s, t1s, incs = s.chronological()
-        hi = len(t1s)
-        late = t1s[hi - 1] > now
-        if late:
-            hi = bisect_right(t1s, now)  # intervals ending after ``now`` are not used
-        wvals: list[float | None] = []
-        for _w, w_ns in self._windows_ns:
-            lo = now - w_ns
-            i = bisect_left(t0s, lo, 0, hi)
-            if s.evicted_t1 > lo or i >= hi:
-                # Nothing inside, or the ring no longer reaches back to the window start.
-                wvals.append(None)
-                continue
-            dur = t1s[hi - 1] - t0s[i]
-            wvals.append(sum(incs[i:hi]) * NS_PER_S / dur if dur > 0 else None)
-        if not peaks:
-            return mean, span_s, wvals, [None] * len(self._peaks_ns)
-        if late:
-            # Evaluated before the newest interval's end (a replay or a late ``now``):
-            # the stacks hold intervals past ``now``, so scan the ring instead.
-            return mean, span_s, wvals, _rescan(t0s, t1s, incs, s.evicted_t1, now, [],
-                                                self._horizon_ns, self._peaks_ns)[1]
-        self._catch_up(s, t0s, t1s, incs)
-        lo = now - self._horizon_ns
-        pvals: list[float | None] = []
-        for starts, rates in s.pk:  # type: ignore[union-attr]
-            # The best run starting inside the horizon: the stack's rates decrease, so
-            # it is the first entry whose run starts at or after ``lo``.
-            k = bisect_left(starts, lo)
-            pvals.append(rates[k] if k < len(rates) else None)
-        return mean, span_s, wvals, pvals
-
-    def _catch_up(self, s: _Series, t0s: array, t1s: array, incs: array) -> None:
-        """Fold the intervals pushed since the last read into the per-sub-window stacks.
-
-        For each new interval j and sub-window, the run ending at j starts at the last
-        interval i whose start is at least ``need`` (0.95 x the sub-window) before j's
-        end; it counts if it lasts at most ``cap`` (2 x the sub-window). i and the run's
-        rate depend only on intervals up to j, so each interval is looked at once, not
-        on every read. The stack keeps ``(start of i, rate)`` with strictly decreasing
-        rates (an entry with a later start and a rate at least as high dominates it), so
-        the peak over any horizon is the first entry starting inside it. Entries whose
-        run starts before the oldest interval still in the ring are dropped (a rescan of
-        the ring would not see them), and so are those starting before the horizon of
-        the newest interval: no read can use them again.
-        """
-        pk = s.pk
-        if pk is None:
-            pk = s.pk = [(array("q"), array("d")) for _ in self._peaks_ns]
-        n = len(t1s)
-        if t1s[n - 1] == s.pk_t1:
-            return  # nothing new (and so nothing left the ring either)
-        a = bisect_right(t1s, s.pk_t1)
-        s.pk_t1 = t1s[n - 1]
-        oldest = t0s[0]
-        # Runs starting before this can never count again: their first interval left
-        # the ring, or the horizon of any read (reads are at or after the newest end).
-        dead = max(oldest, t1s[n - 1] - self._horizon_ns)
-        new_t1 = t1s[a:].tolist()
-        new_t0: list[int] = []
-        durs: list[int] = []
-        for (_sw, need, cap), (starts, rates) in zip(self._peaks_ns, pk, strict=True):
-            k = bisect_left(starts, dead)
-            if k:
-                del starts[:k]
-                del rates[:k]
-            if not new_t1:
-                continue
-            if not durs:
-                new_t0 = t0s[a:].tolist()
-                durs = list(map(sub, new_t1, new_t0))
-            if min(durs) >= need:
-                # Every new interval alone spans the sub-window: its run is itself.
-                st = new_t0
-                rs = list(map(truediv, map(mul, incs[a:], repeat(NS_PER_S)), durs))
-                if max(durs) > cap:
-                    rs = [r if d <= cap else -1.0 for r, d in zip(rs, durs, strict=True)]
-                _push_runs(starts, rates, st, rs)
-                continue
-            # Intervals ending less than ``need`` after the oldest start have no run.
-            skip = bisect_left(new_t1, oldest + need)
-            if skip < len(new_t1):
-                st, rs = _runs(t0s, incs, a + skip, new_t1[skip:] if skip else new_t1,
-                               need, cap)
-                _push_runs(starts, rates, st, rs)
-
-
-def _runs(t0s: array, incs: array, a: int, new_t1: list[int], need: int, cap: int
-          ) -> tuple[list[int], list[float]]:
-    """Start and rate of the run ending at each interval from ``a`` on (-1.0: none).
-
-    The run ending at interval j starts at the last interval i whose start is at least
-    ``need`` before j's end; it counts if it lasts at most ``cap``. Regular sampling
-    puts every run start the same number of intervals back: that guess is checked with
-    C-level passes and only replaced by one ``bisect`` per interval when it fails.
-    """
-    m = len(new_t1)
-    xs = list(map(sub, new_t1, repeat(need)))
-    i0 = bisect_right(t0s, xs[0]) - 1  # run start of the first new interval
-    back = a - i0
-    st: list[int] | None = None
-    if i0 >= 0:
-        cand = t0s[i0:i0 + m].tolist()
-        if all(map(le, cand, xs)) and (back == 0 or all(map(gt, t0s[i0 + 1:i0 + 1 + m], xs))):
-            st = cand
-            base = i0
-            prefix = [0.0]
-            prefix.extend(accumulate(incs[base:]))
-            sums = map(sub, prefix[back + 1:back + 1 + m], prefix[:m])
-    if st is None:
-        base = i0 if i0 > 0 else 0
-        t0w = t0s[base:].tolist()
-        idx = list(map(sub, map(bisect_right, repeat(t0w), xs), repeat(1)))
-        if min(idx) < 0:
-            # No interval in the ring starts early enough: point those at the oldest
-            # start (a positive duration); their runs are dropped below.
-            idx = [i if i >= 0 else 0 for i in idx]
-        st = list(map(t0w.__getitem__, idx))
-        prefix = [0.0]
-        prefix.extend(accumulate(incs[base:]))
-        sums = map(sub, map(prefix.__getitem__, range(a - base + 1, a - base + 1 + m)),
-                   map(prefix.__getitem__, idx))
-    run = list(map(sub, new_t1, st))
-    rs = list(map(truediv, map(mul, sums, repeat(NS_PER_S)), run))
-    if max(run) > cap or st[0] > xs[0]:
-        # Too long a run, or none found: not a peak of this sub-window.
-        rs = [r if d <= cap and t <= x else -1.0
-              for r, d, t, x in zip(rs, run, st, xs, strict=True)]
-    return st, rs
-
-
-def _push_runs(starts: array, rates: array, st: list[int], rs: list[float]) -> None:
-    """Append runs (in time order) to a stack of strictly decreasing rates.
-
-    The batch's survivors are its strict suffix maxima (each the last occurrence of the
-    largest rate after the previous one); they remove every older entry that is not
-    above the batch's maximum. Rates below 0 mark intervals without a run.
-    """
-    top = max(rs)
-    if top < 0:
-        return
-    while rates and rates[-1] <= top:
-        rates.pop()
-        starts.pop()
-    m = len(rs)
-    rev = rs[::-1]
-    lo = 0
-    for _ in range(16):
-        j = m - 1 - rev.index(top, 0, m - lo)
-        starts.append(st[j])
-        rates.append(top)
-        lo = j + 1
-        if lo == m:
-            return
-        top = max(rs[lo:])
-        if top < 0:
-            return
-    # Many survivors (falling rates): the rest in C-level passes.
-    tail = rs[lo:]
-    suffix = list(accumulate(reversed(tail), max))
-    suffix.reverse()
-    suffix.append(-1.0)
-    keep = list(map(gt, tail, islice(suffix, 1, None)))
-    starts.extend(compress(st[lo:], keep))
-    rates.extend(compress(tail, keep))
-
-
-def _ring_bisect(arr: array, x: int, p: int, n: int,
-                 bisect: Callable[..., int]) -> int:
-    """``bisect`` over the chronological view of a ring whose oldest slot is ``p``."""
-    if p == 0:
-        return bisect(arr, x, 0, n)
-    last_old = arr[n - 1]  # newest of the older segment [p, n)
-    if last_old < x or (last_old == x and bisect is bisect_right):
-        return (n - p) + bisect(arr, x, 0, p)
-    return bisect(arr, x, p, n) - p
-
-
-def _rescan(t0s: array, t1s: array, incs: array, evicted_t1: int, now: int,
-            windows_ns: list[tuple[float, int]], horizon_ns: int,
-            peaks_ns: list[tuple[float, int, int]]
-            ) -> tuple[list[float | None], list[float | None]]:
-    """Windows and peaks by scanning the whole ring (the reference the stacks must match).
-
-    Used when a series is evaluated before its newest interval's end, and by the tests
-    as the definition of the incremental result.
-    """
-    lo_all = bisect_left(t0s, now - horizon_ns)
-    hi = bisect_right(t1s, now)  # intervals ending after ``now`` are not used
-    if hi < lo_all:
-        hi = lo_all
-    prefix = [0.0]
-    prefix.extend(accumulate(incs[lo_all:hi]))
-
-    windows: list[float | None] = []
-    for _w, w_ns in windows_ns:
-        lo = now - w_ns
-        i = bisect_left(t0s, lo, lo_all, hi) if hi > lo_all else hi
-        if evicted_t1 > lo or i >= hi:
-            windows.append(None)
-            continue
-        dur = t1s[hi - 1] - t0s[i]
-        windows.append((prefix[hi - lo_all] - prefix[i - lo_all]) * NS_PER_S / dur
-                       if dur > 0 else None)
-
-    peaks: list[float | None] = []
-    if hi > lo_all:
-        a0, a1 = t0s[lo_all:hi], t1s[lo_all:hi]
-        durs = list(map(sub, a1, a0))
-        min_dur = min(durs)
-    for _sw, need, cap in peaks_ns:
-        if hi <= lo_all:
-            peaks.append(None)
-        elif min_dur >= need:
-            # Every interval alone spans the sub-window: its group is itself.
-            rates = [x * NS_PER_S / d for x, d in zip(incs[lo_all:hi], durs, strict=True)
-                     if d <= cap]
-            peaks.append(max(rates) if rates else None)
-        else:
-            peaks.append(_peak_groups(a0, a1, prefix, need, cap))
-    return windows, peaks
-
-
-def _peak_groups(t0s: array, t1s: array, prefix: list[float], need: int, cap: int
-                 ) -> float | None:
-    """Largest rate over the shortest runs of intervals lasting ``need..cap`` ns.
-
-    The run ending at interval j starts at the last interval i whose start is at least
-    ``need`` before j's end (i <= j because intervals are sorted and disjoint).
-    """
-    a0 = t0s.tolist()
-    ends = t1s.tolist()
-    starts = map(bisect_right, repeat(a0), [e - need for e in ends])
-    best = -1.0
-    for j, (b, end) in enumerate(zip(starts, ends, strict=True)):
-        if b:
-            dur = end - a0[b - 1]
-            if dur <= cap:
-                r = (prefix[j + 1] - prefix[b - 1]) / dur
-                if r > best:
-                    best = r
-    return best * NS_PER_S if best >= 0 else None

@@ -24,8 +24,14 @@ daemon thread, off the hot path:
 * At export the processor takes one more sample (so rates are current), then series fed
   by the sampler ignore the batch's points of the same series (the two have different
   start times and would read as restarts). Series without a sampler source are fed from
-  the batch, at export-interval resolution: their peaks are honestly ``None`` when the
+  the batch, at export-interval resolution: their peaks are honestly absent when the
   interval is coarser than 2 x the sub-window.
+* Each export is one emission instant of the contract in ``docs/rates.md``: every
+  series with new data gets one reading over its data since the previous export; a
+  series silent at 2 exports in a row gets a final reading and is forgotten.
+
+One :class:`~otel_rtc.core.derived.Deriver` (one engine) serves the rates and the
+traffic load: every source point and every sample row is observed once.
 
 The derived metrics are gauges, so they are valid under either temporality; source
 points are read as cumulative or delta according to their own temporality, which is
@@ -35,7 +41,7 @@ the inner exporter's preferred one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -51,13 +57,19 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
 from otel_rtc.core.derived import (
+    ANOMALIES,
+    ANOMALIES_DESC,
+    ANOMALIES_UNIT,
     DEFAULT_INCLUDE,
+    SERIES,
+    SERIES_DESC,
     Attrs,
     DerivedGroups,
-    LoadDeriver,
-    RateDeriver,
+    Deriver,
+    ProcessorSettings,
     attrs_key,
     is_rejection,
+    source_kind,
 )
 from otel_rtc.core.load import TrafficLoadConfig
 from otel_rtc.core.rates import RateConfig
@@ -90,6 +102,7 @@ _SCOPE = InstrumentationScope("otel_rtc.rates", __version__)
 _KNOWN_UNITS: dict[str, tuple[str, str]] = {n: (u, d) for n, u, d in TRAFFIC_METRICS}
 """Units of the counters sample sources report (samples carry no unit)."""
 
+
 class CounterSampler:
     """Reads counter totals every ``period_s`` on a daemon thread and fans them out.
 
@@ -120,13 +133,6 @@ class CounterSampler:
         self._thread: threading.Thread | None = None
         self._last_ns: int | None = None
         self.samples_taken = 0
-
-    def add_source(self, source: SampleSource) -> None:
-        """Read ``source`` too (strongly held)."""
-        with self._lock:
-            if self._own_sources is None:
-                self._own_sources = []
-            self._own_sources.append(source)
 
     @property
     def reads_global_sources(self) -> bool:
@@ -225,34 +231,26 @@ class CounterSampler:
 
 # -- SDK glue ---------------------------------------------------------------------------
 
-def _drop_cb(component: str) -> Callable[[str], None]:
-    def cb(reason: str) -> None:
-        if is_rejection(reason):
-            count_drop(component, reason)
-
-    return cb
-
-
 _MAX_CACHED_ATTRS = 100_000
 """Attribute dicts a processor keeps for reuse between exports (cleared when full)."""
 
 
 def _to_metrics(groups: DerivedGroups,
-                cache: dict[int, tuple[Attrs, dict[str, Any]]] | None = None) -> list[Metric]:
+                cache: dict[int, tuple[Attrs, dict[str, Any]]]) -> list[Metric]:
     """SDK gauges of ``groups``.
 
-    ``cache`` maps ``id(attrs)`` to ``(attrs, dict(attrs))``: the derivers hand out the
+    ``cache`` maps ``id(attrs)`` to ``(attrs, dict(attrs))``: the deriver hands out the
     same attribute tuple for the same series on every export, so its dict is built once.
     The entry holds the tuple itself, so its id cannot be reused while cached. The dicts
     are shared between exports; exporters only read them.
     """
-    if cache is None:
-        cache = {}
-    elif len(cache) >= _MAX_CACHED_ATTRS:
+    if len(cache) >= _MAX_CACHED_ATTRS:
         cache.clear()
     out = []
     ndp = NumberDataPoint
     for name, (unit, desc, pts) in groups.items():
+        if not pts:
+            continue
         dps = []
         for a, v, start, t in pts:
             e = cache.get(id(a))
@@ -263,61 +261,43 @@ def _to_metrics(groups: DerivedGroups,
     return out
 
 
-def _append(data: MetricsData, metrics: list[Metric]) -> MetricsData:
-    return add_scope_metrics(data, _SCOPE, metrics) or data
+def _temporality(t: AggregationTemporality) -> int:
+    return 2 if t is AggregationTemporality.CUMULATIVE else 1
 
 
-def _iter_sources(data: MetricsData, selects: Callable[[str], bool]
-                  ) -> Iterable[tuple[Metric, bool, bool]]:
-    """``(metric, cumulative, histogram)`` of every selected monotonic sum / histogram."""
-    if data is None:
-        return
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            if sm.scope is _SCOPE:
-                continue
-            for m in sm.metrics:
-                d = m.data
-                if isinstance(d, Sum):
-                    if not d.is_monotonic or not selects(m.name):
-                        continue
-                    yield m, d.aggregation_temporality is AggregationTemporality.CUMULATIVE, False
-                elif isinstance(d, Histogram) and selects(m.name):
-                    yield m, d.aggregation_temporality is AggregationTemporality.CUMULATIVE, True
-
-
-class _SampledProcessor(MetricsProcessor):
-    """Shared plumbing: lock, sampler subscription, batch feeding and emission."""
+class _DerivedProcessor(MetricsProcessor):
+    """Rates and traffic load from one :class:`~otel_rtc.core.derived.Deriver`."""
 
     component = "rate_processor"
-    _engine_observe: Callable[..., bool]
-    """The ``observe`` of the engine sample rows feed (set by the subclass)."""
-    _selects: Callable[[str], bool]
-    """Whether a source metric name is derived from (set by the subclass)."""
 
-    def __init__(self, sampler: CounterSampler | None, clock: Clock) -> None:
+    def __init__(self, settings: ProcessorSettings, sampler: CounterSampler | None,
+                 clock: Clock) -> None:
         self._lock = threading.Lock()
         self._clock = clock
+        self._start_ns = clock()
+        self.deriver = Deriver(settings, clock=clock, on_anomaly=self._on_anomaly)
         self._sampler = sampler
+        self._quiet = settings.rate.quiet_intervals
+        self._exports = 0
+        # Series fed by the sampler: the batch's points of the same series are skipped
+        # (the sampler is finer and reads the same counter).
         self._sampled: set[Hashable] = set()
-        # Series this pipeline exports (seen in its batches) -> data time last seen. A
-        # sampler of the process-wide sources reads every registered source; only these
+        # Series this pipeline exports (seen in its batches) -> export number last seen.
+        # A sampler of the process-wide sources reads every registered source; only these
         # are taken from it, so another pipeline's counters never show up in this one's
         # output. A sampler given its own sources is trusted as is.
         self._exported: dict[Hashable, int] = {}
         self._gated = sampler is not None and sampler.reads_global_sources
         self._attr_dicts: dict[int, tuple[Attrs, dict[str, Any]]] = {}
         self._attr_keys: dict[tuple[tuple[str, Any], ...], Attrs] = {}
-        # Sample rows resolved once: (name, id(attrs)) -> [attrs, target, engine key,
+        # Sample rows resolved once: (name, id(attrs)) -> [attrs, engine key, tag,
         # generation]. A source that hands out the same attributes object per series on
         # every tick (TrafficAccounting does) costs one lookup per row; the entry holds
         # the object, so its id cannot be reused while cached. ``generation`` is the
-        # value of ``_generation`` when the row was last admitted (gating, ``_sampled``,
-        # metadata). A row not admitted is checked again on every tick; an admitted one
-        # only after an export's evictions bump ``_generation``: only they can take
-        # admission away.
+        # value of ``_generation`` when the row was last admitted (gating). A row not
+        # admitted is checked again on every tick; an admitted one only after an
+        # export's bookkeeping bumps ``_generation``: only it can take admission away.
         self._rows: dict[tuple[str, int], list[Any]] = {}
-        self._row_names: dict[str, bool] = {}
         self._generation = 0
         if sampler is not None:
             sampler.subscribe(self._on_sample)
@@ -327,54 +307,49 @@ class _SampledProcessor(MetricsProcessor):
         """The sampler feeding this processor, if any."""
         return self._sampler
 
+    def _on_anomaly(self, reason: str) -> None:
+        if is_rejection(reason):
+            count_drop(self.component, reason)
+
     def _on_sample(self, time_ns: int, rows: list[Sample]) -> None:
         with self._lock:
             cache = self._rows
             if len(cache) > 4 * len(rows) + 64:
                 cache.clear()  # a source building fresh attribute objects every tick
-            names = self._row_names
-            if len(names) > 1024:
-                names.clear()
-            selects = self._selects
+            selects = self.deriver.selects
             gen = self._generation
-            observe = self._engine_observe
+            observe = self.deriver.engine.observe
             for row in rows:
                 try:
                     name, attrs, value, start_ns = row
-                    wanted = names.get(name)
-                    if wanted is None:
-                        if not isinstance(name, str):
-                            raise TypeError("metric name must be a str")
-                        wanted = names[name] = bool(selects(name))
-                    if not wanted:
-                        continue
                     e = cache.get((name, id(attrs)))
                     if e is None or e[0] is not attrs:
+                        if not isinstance(name, str):
+                            raise TypeError("metric name must be a str")
+                        if not selects(name):
+                            continue  # recognised by name, attributes never touched
                         e = cache[(name, id(attrs))] = [attrs, *self._prepare(name, attrs),
                                                         -1]
+                    elif e[1] is None:
+                        continue  # an unselected metric
                     if e[3] == gen:
-                        observe(e[2], value, time_ns, start_ns=start_ns)  # cumulative
-                    elif self._feed_admitted(e[1], value, start_ns, time_ns):
+                        observe(e[1], value, time_ns, start_ns, True, 0, e[2])
+                    elif self._admit(e[1]):
                         e[3] = gen
+                        observe(e[1], value, time_ns, start_ns, True, 0, e[2])
                 except Exception:  # a malformed row of some source: only it is lost
                     count_drop(self.component, "invalid_sample")
 
-    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> tuple[Any, Hashable]:
-        """What feeding a sample row of a selected ``(name, attrs)`` needs.
+    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> tuple[Hashable, Any]:
+        a = self._key_of(attrs)
+        unit, desc = _KNOWN_UNITS.get(name, ("1", ""))
+        return (name, a), self.deriver.tag(name, unit, desc, a, False, self.deriver.selects(name))
 
-        Returns:
-            ``(target for _feed_admitted, the row's key in the processor's engine)``.
-        """
-        raise NotImplementedError
-
-    def _feed_admitted(self, target: Any, value: float, start_ns: int, time_ns: int) -> bool:
-        """Check admission and feed through the full path.
-
-        Returns:
-            Whether later samples of the row may go straight to the engine until the
-            next generation.
-        """
-        raise NotImplementedError
+    def _admit(self, key: Hashable) -> bool:
+        if self._gated and key not in self._exported:
+            return False
+        self._sampled.add(key)
+        return True
 
     def _key_of(self, attrs: Mapping[str, Any]) -> Attrs:
         """``attrs_key(attrs)``, remembered by the attributes' items (samples repeat them)."""
@@ -396,29 +371,83 @@ class _SampledProcessor(MetricsProcessor):
             if s is not None:
                 s.sample_now(min_age_ns=int(s.period_s * NS_PER_S / 10))
             with self._lock:
+                self._exports += 1
                 self._feed_batch(metrics_data)
+                self._forget_unexported()
                 groups: DerivedGroups = {}
-                self._derive_into(groups, self._clock())
+                now = self._clock()
+                self.deriver.derive_into(groups, now)
                 metrics = _to_metrics(groups, self._attr_dicts)
-            return _append(metrics_data, metrics)
+                metrics.extend(self._anomaly_metrics(now))
+            return add_scope_metrics(metrics_data, _SCOPE, metrics) or metrics_data
         except Exception as exc:
             report_error(self.component, exc)
             return metrics_data
 
-    def _feed_batch(self, data: MetricsData) -> int:
-        raise NotImplementedError
+    def _feed_batch(self, data: MetricsData) -> None:
+        if data is None:
+            return
+        d = self.deriver
+        selects = d.selects
+        engine = d.engine
+        observe = engine.observe
+        exported = self._exported
+        sampled = self._sampled
+        n = self._exports
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                if sm.scope is _SCOPE:
+                    continue
+                for m in sm.metrics:
+                    sel = selects(m.name)  # by name first: unselected metrics cost one lookup
+                    if not sel:
+                        continue
+                    md = m.data
+                    is_sum = isinstance(md, Sum)
+                    kind = source_kind(is_sum, is_sum and md.is_monotonic,
+                                       isinstance(md, Histogram),
+                                       _temporality(getattr(md, "aggregation_temporality",
+                                                            None)))
+                    if kind is None:
+                        continue
+                    cumulative, hist = kind
+                    for p in md.data_points:
+                        a = self._key_of(p.attributes or {})
+                        key = (m.name, a)
+                        exported[key] = n
+                        if key in sampled:
+                            continue  # the sampler is this series' authority
+                        tag = None
+                        if key not in engine:
+                            tag = d.tag(m.name, m.unit or "", m.description or "", a, hist, sel)
+                            if tag is None:
+                                continue
+                        observe(key, p.count if hist else p.value, p.time_unix_nano,
+                                p.start_time_unix_nano or 0, cumulative, 0, tag)
 
-    def _forget_unexported(self, stale_after_s: float, now: int) -> None:
-        """Drop series the batches have not shown for ``stale_after_s`` (bounded state)."""
-        horizon = now - int(stale_after_s * NS_PER_S)
-        stale = [k for k, t in self._exported.items() if t < horizon]
+    def _forget_unexported(self) -> None:
+        """Drop series the batches have not shown for a while (bounded bookkeeping)."""
+        horizon = self._exports - self._quiet - 1
+        stale = [k for k, n in self._exported.items() if n < horizon]
         for k in stale:
             del self._exported[k]
             self._sampled.discard(k)
-        self._generation += 1  # evictions of this export may have dropped admitted rows
+        if stale:
+            self._generation += 1  # admitted rows may have lost their admission
 
-    def _derive_into(self, groups: DerivedGroups, now: int) -> None:
-        raise NotImplementedError
+    def _anomaly_metrics(self, now: int) -> list[Metric]:
+        """The engine's series count (always: it marks the scope) and its anomalies."""
+        out = [Metric(name=SERIES, description=SERIES_DESC, unit="{series}",
+                      data=Gauge(data_points=[NumberDataPoint(
+                          {"otel_rtc.component": self.component}, self._start_ns, now,
+                          len(self.deriver))]))]
+        pts = self.deriver.anomaly_points(self.component)
+        if pts:
+            dps = [NumberDataPoint(dict(a), self._start_ns, now, n) for a, n in pts]
+            out.append(Metric(name=ANOMALIES, description=ANOMALIES_DESC, unit=ANOMALIES_UNIT,
+                              data=Sum(data_points=dps, is_monotonic=True,
+                                       aggregation_temporality=AggregationTemporality.CUMULATIVE)))
+        return out
 
     def shutdown(self) -> None:
         """Stop receiving samples (the sampler stops when nobody listens)."""
@@ -427,13 +456,15 @@ class _SampledProcessor(MetricsProcessor):
             s.unsubscribe(self._on_sample)
 
 
-class WindowRateProcessor(_SampledProcessor):
-    """Adds ``<name>.rate`` and ``<name>.rate.peak`` gauges for selected counters.
+class WindowRateProcessor(_DerivedProcessor):
+    """Adds ``<name>.rate`` / ``<name>.rate.peak`` gauges, and with ``load`` the traffic load.
 
     Args:
-        config: Windows, peaks and bounds (:class:`~otel_rtc.core.rates.RateConfig`).
+        config: Peaks, opt-in windows and bounds (:class:`~otel_rtc.core.rates.RateConfig`).
         include: fnmatch patterns of source metrics (monotonic sums and histograms;
             a histogram's rate is of its count). Default: ``otel_rtc.traffic.*``.
+        load: Also derive the traffic load from the same engine (one observation per
+            point); ``None``: rates only.
         sampler: Feeds running totals every sub-window period (see the module doc);
             ``None`` derives from export batches only.
         clock: Evaluation time (epoch ns).
@@ -443,6 +474,7 @@ class WindowRateProcessor(_SampledProcessor):
 
     def __init__(self, config: RateConfig | None = None, *,
                  include: Sequence[str] = DEFAULT_INCLUDE,
+                 load: TrafficLoadConfig | None = None,
                  sampler: CounterSampler | None = None,
                  clock: Clock = wall_clock_ns) -> None:
         config = config if config is not None else RateConfig()
@@ -450,56 +482,20 @@ class WindowRateProcessor(_SampledProcessor):
             raise ValueError("config must be a RateConfig")
         if isinstance(include, str):
             raise ValueError("include must be a sequence of patterns, not a string")
-        self.deriver = RateDeriver(config, include, clock=clock,
-                                   on_drop=_drop_cb(self.component))
-        self._engine_observe = self.deriver.engine.observe
-        self._selects = self.deriver.selects
-        super().__init__(sampler, clock)
-
-    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> tuple[Any, Hashable]:
-        a = self._key_of(attrs)
-        unit, desc = _KNOWN_UNITS.get(name, ("1", ""))
-        return ((name, a), name, unit, desc, a), (name, a)
-
-    def _feed_admitted(self, target: Any, value: float, start_ns: int, time_ns: int) -> bool:
-        key, name, unit, desc, a = target
-        if self._gated and key not in self._exported:
-            return False
-        self._sampled.add(key)
-        # The full path records the series' metadata; while the generation holds, the
-        # metadata stays (only evict() removes it, and it bumps the generation).
-        return self.deriver.observe(key, name, unit, desc, a, value, time_ns, start_ns, True)
-
-    def _feed_batch(self, data: MetricsData) -> int:
-        latest = 0
-        d = self.deriver
-        for m, cumulative, hist in _iter_sources(data, d.selects):
-            for p in m.data.data_points:
-                a = self._key_of(p.attributes or {})
-                key = (m.name, a)
-                t = p.time_unix_nano
-                if t > latest:
-                    latest = t
-                self._exported[key] = t
-                if key in self._sampled:
-                    continue  # the sampler is this series' authority (finer, same counter)
-                v = p.count if hist else p.value
-                d.observe(key, m.name, m.unit or "", m.description or "", a, v, t,
-                          p.start_time_unix_nano or None, cumulative, hist)
-        return latest
-
-    def _derive_into(self, groups: DerivedGroups, now: int) -> None:
-        self.deriver.evict(now)
-        self._sampled.intersection_update(self.deriver._meta)
-        self._forget_unexported(self.deriver.engine.config.stale_after_s, now)
-        self.deriver.derive_into(groups, None, now)
+        if load is not None and not isinstance(load, TrafficLoadConfig):
+            raise ValueError("load must be a TrafficLoadConfig or None")
+        settings = ProcessorSettings(include=tuple(include), rate=config,
+                                     load=load or TrafficLoadConfig(rate=config),
+                                     load_enabled=load is not None)
+        super().__init__(settings, sampler, clock)
 
 
-class TrafficLoadProcessor(_SampledProcessor):
-    """Adds ``otel_rtc.traffic.load.*`` gauges: room rates, score, top-N and shares.
+class TrafficLoadProcessor(_DerivedProcessor):
+    """Adds ``otel_rtc.traffic.load.*`` gauges only: room rates, score (and opt-in top-N).
 
     Args:
-        config: Top-N, window and weights (:class:`~otel_rtc.core.load.TrafficLoadConfig`).
+        config: Top-N, weights and the engine's config
+            (:class:`~otel_rtc.core.load.TrafficLoadConfig`).
         sampler: As for :class:`WindowRateProcessor`.
         clock: Evaluation time (epoch ns).
     """
@@ -512,41 +508,6 @@ class TrafficLoadProcessor(_SampledProcessor):
         config = config if config is not None else TrafficLoadConfig()
         if not isinstance(config, TrafficLoadConfig):
             raise ValueError("config must be a TrafficLoadConfig")
-        self.deriver = LoadDeriver(config, clock=clock, on_drop=_drop_cb(self.component))
-        self._engine_observe = self.deriver.calc.engine.observe
-        self._selects = self.deriver.selects
-        super().__init__(sampler, clock)
-
-    def _prepare(self, name: str, attrs: Mapping[str, Any]) -> tuple[Any, Hashable]:
-        target = ((name, self._key_of(attrs)), self.deriver.series_key(name, attrs))
-        return target, target[1]
-
-    def _feed_admitted(self, target: Any, value: float, start_ns: int, time_ns: int) -> bool:
-        key, series_key = target
-        if self._gated and key not in self._exported:
-            return False
-        self._sampled.add(key)
-        return self.deriver.observe_key(series_key, value, time_ns, start_ns, True)
-
-    def _feed_batch(self, data: MetricsData) -> int:
-        latest = 0
-        for m, cumulative, hist in _iter_sources(data, self.deriver.selects):
-            if hist:
-                continue
-            for p in m.data.data_points:
-                t = p.time_unix_nano
-                if t > latest:
-                    latest = t
-                attrs = p.attributes or {}
-                key = (m.name, self._key_of(attrs))
-                self._exported[key] = t
-                if key in self._sampled:
-                    continue
-                self.deriver.observe(m.name, attrs, p.value, t,
-                                     p.start_time_unix_nano or None, cumulative)
-        return latest
-
-    def _derive_into(self, groups: DerivedGroups, now: int) -> None:
-        self.deriver.evict(now)
-        self._forget_unexported(self.deriver.config.rate.stale_after_s, now)
-        self.deriver.derive_into(groups, now)
+        settings = ProcessorSettings(include=(), rate=config.rate, load=config,
+                                     rates_enabled=False, load_enabled=True)
+        super().__init__(settings, sampler, clock)
