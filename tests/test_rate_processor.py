@@ -20,6 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_rtc.core.clock import ManualClock
+from otel_rtc.core.derived import LOAD, RATE
 from otel_rtc.core.load import TrafficLoadConfig
 from otel_rtc.core.rates import RateConfig
 from otel_rtc.instrumentation import self_telemetry as _self_telemetry
@@ -100,7 +101,8 @@ def test_reference_spike_through_sampler_mean_and_peak():
     p = make_test_pipeline()
     acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=True, clock=clock)
     sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
-    proc = WindowRateProcessor(sampler=sampler, clock=clock)
+    proc = WindowRateProcessor(RateConfig(peak_subwindows_s=(1.0, 5.0)), sampler=sampler,
+                               clock=clock)
     p.metric_reader.processors.append(proc)
     total = spike_run(clock, acc, sampler)
     assert total == 10 * int(100 * MBPS)
@@ -111,9 +113,7 @@ def test_reference_spike_through_sampler_mean_and_peak():
     peak = points(m, "otel_rtc.traffic.bytes.rate.peak")
     span = rate[frozenset({**attrs, "otel_rtc.rate.window": "span"}.items())]
     assert span * 8 / 1e6 == pytest.approx(100 * 10 / 300, rel=1e-3)  # 3.33 Mbps mean
-    assert rate[frozenset({**attrs, "otel_rtc.rate.window": "300s"}.items())] == \
-        pytest.approx(span)
-    assert rate[frozenset({**attrs, "otel_rtc.rate.window": "10s"}.items())] == 0.0
+    assert len(rate) == 1  # no trailing windows by default
     p1 = peak[frozenset({**attrs, "otel_rtc.rate.subwindow": "1s"}.items())]
     assert p1 * 8 / 1e6 == pytest.approx(100, rel=1e-3)  # the true 100 Mbps peak
     assert peak[frozenset({**attrs, "otel_rtc.rate.subwindow": "5s"}.items())] * 8 / 1e6 \
@@ -139,21 +139,21 @@ def test_without_sampler_export_resolution_has_no_fake_peak():
         out = proc.process(batch(sum_metric("otel_rtc.traffic.bytes",
                                             [(a, T0, T0 + k * 60 * S, 1000 * 60 * k)])))
     rate = points(out, "otel_rtc.traffic.bytes.rate")
-    assert rate[frozenset({**a, "otel_rtc.rate.window": "span"}.items())] == pytest.approx(1000)
-    assert rate[frozenset({**a, "otel_rtc.rate.window": "300s"}.items())] == pytest.approx(1000)
-    assert frozenset({**a, "otel_rtc.rate.window": "10s"}.items()) not in rate
+    assert rate == {frozenset({**a, "otel_rtc.rate.window": "span"}.items()): 1000.0}
     assert points(out, "otel_rtc.traffic.bytes.rate.peak") == {}
 
 
 def test_five_minutes_of_bytes_in_one_point_is_not_a_spike():
-    clock = ManualClock(T0 + 300 * S)
-    proc = WindowRateProcessor(RateConfig(windows_s=(2.0, 300.0)), clock=clock)
+    clock = ManualClock(T0 + 302 * S)
+    proc = WindowRateProcessor(clock=clock)
     a = {"otel_rtc.room": "r"}
     out = proc.process(batch(sum_metric("otel_rtc.traffic.bytes",
                                         [(a, T0, T0 + 300 * S, 300 * MBPS)])))
-    rate = points(out, "otel_rtc.traffic.bytes.rate")
-    assert max(rate.values()) == pytest.approx(MBPS)  # never 150 x
-    assert frozenset({**a, "otel_rtc.rate.window": "2s"}.items()) not in rate
+    [pt] = [p for rm in out.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+            if m.name == "otel_rtc.traffic.bytes.rate" for p in m.data.data_points]
+    assert pt.value == pytest.approx(MBPS)  # never 150 x
+    assert (pt.start_time_unix_nano, pt.time_unix_nano) == (T0, T0 + 300 * S)  # its span
+    assert points(out, "otel_rtc.traffic.bytes.rate.peak") == {}
 
 
 def test_delta_temporality_and_histogram_counts():
@@ -171,8 +171,7 @@ def test_delta_temporality_and_histogram_counts():
                        temporality=DELTA, unit="{message}")
         out = proc.process(batch(h, d))
     r = points(out, "app.msgs.rate")
-    assert r[frozenset({("otel_rtc.rate.window", "10s")})] == pytest.approx(3.0)
-    assert r[frozenset({("otel_rtc.rate.window", "span")})] == pytest.approx(3.0)
+    assert r == {frozenset({("otel_rtc.rate.window", "span")}): pytest.approx(3.0)}
     hr = points(out, "app.latency.rate")
     assert hr[frozenset({("q", "a"), ("otel_rtc.rate.window", "span")})] == pytest.approx(5.0)
     u = units(out)
@@ -186,8 +185,9 @@ def test_unselected_and_non_monotonic_metrics_pass_through_untouched():
     other = sum_metric("app.bytes", [({}, T0, T0 + S, 5)])
     data = batch(ud, other)
     out = proc.process(data)
-    assert out is data  # nothing derived: the very same batch
-    assert out.resource_metrics[0].scope_metrics[0].metrics == [ud, other]
+    app, ours = out.resource_metrics[0].scope_metrics
+    assert app.metrics == [ud, other]
+    assert [m.name for m in ours.metrics] == ["otel_rtc.rates.series"]  # nothing derived
 
 
 def test_bad_points_are_counted_not_raised():
@@ -228,7 +228,7 @@ def test_traffic_load_top_n_and_shares():
     share = points(m, "otel_rtc.traffic.load.share")
     room = score[frozenset({("otel_rtc.room", "r")})]
     big = score[frozenset({("otel_rtc.room", "r"), ("otel_rtc.participant", "big")})]
-    others = score[frozenset({("otel_rtc.room", "r"), ("otel_rtc.participant", "_others")})]
+    others = score[frozenset({("otel_rtc.room", "r"), ("otel_rtc.participant", "_other")})]
     expect_big = 8 * 100_000 + 4000 * 100
     assert big == pytest.approx(expect_big)
     assert room == pytest.approx(big + others)
@@ -316,21 +316,19 @@ def test_malformed_sample_rows_are_counted_and_skipped_not_the_whole_tick():
                 ("otel_rtc.traffic.bytes", good, value[0], T0)]
 
     sampler = CounterSampler(1.0, sources=[src], clock=clock, autostart=False)
-    rates = WindowRateProcessor(sampler=sampler, clock=clock)
-    load = TrafficLoadProcessor(sampler=sampler, clock=clock)
+    proc = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
     for _ in range(12):
         clock.advance(S)
         value[0] += 1000.0
         sampler.sample_now()
-    # three malformed rows per tick per processor; the good row still fed every tick
+    # three malformed rows per tick, counted once (one engine); the good row fed every tick
     assert _self_telemetry.drop_count("rate_processor", "invalid_sample") == 36
-    assert _self_telemetry.drop_count("traffic_load_processor", "invalid_sample") == 36
-    key = ("otel_rtc.traffic.bytes", tuple(sorted(good.items())))
-    r = rates.deriver.engine.rates(key)
-    assert r is not None and r.peak_rates[1.0] == pytest.approx(1000.0)
+    assert _self_telemetry.drop_count("traffic_load_processor", "invalid_sample") == 0
+    [r] = proc.deriver.engine.read(clock())
+    assert r.key == ("otel_rtc.traffic.bytes", tuple(sorted(good.items())))
+    assert r.peaks[0] == pytest.approx(1000.0)
     assert _self_telemetry.error_count() == 0
-    for pr in (rates, load):
-        pr.shutdown()
+    proc.shutdown()
 
 
 @pytest.mark.parametrize("kwargs", [{"period_s": 0}, {"period_s": -1}, {"period_s": True}])
@@ -349,25 +347,36 @@ def test_processor_constructor_validation():
 
 
 def test_default_processors_from_env(monkeypatch, caplog):
-    procs = default_processors()
-    assert [type(p) for p in procs] == [WindowRateProcessor, TrafficLoadProcessor]
-    assert procs[0].sampler is procs[1].sampler and procs[0].sampler.running
-    for p in procs:
-        p.shutdown()
-    assert not procs[0].sampler.running
+    """One processor, one engine, for rates and load; the env vars opt in or out."""
+    [proc] = default_processors()
+    assert type(proc) is WindowRateProcessor and proc.sampler.running
+    d = proc.deriver
+    assert d.selects("otel_rtc.traffic.bytes") == RATE | LOAD
+    assert d.engine.config == RateConfig()  # span mean + 1 s peak; no windows
+    assert d.settings.load.top_n == 0      # shares are opt-in
+    proc.shutdown()
+    assert not proc.sampler.running
     monkeypatch.setenv("OTEL_RTC_LOAD", "false")
-    monkeypatch.setenv("OTEL_RTC_RATE_WINDOWS", "5,30")
+    monkeypatch.setenv("OTEL_RTC_RATE_WINDOWS", "10,30")
     monkeypatch.setenv("OTEL_RTC_RATE_PEAKS", "nope")
     monkeypatch.setenv("OTEL_RTC_RATE_METRICS", "app.*, otel_rtc.traffic.*")
     with caplog.at_level(logging.WARNING, logger="otel_rtc"):
-        procs = default_processors()
-    assert [type(p) for p in procs] == [WindowRateProcessor]
-    cfg = procs[0].deriver.engine.config
-    assert cfg.windows_s == (5.0, 30.0) and cfg.peak_subwindows_s == (1.0, 5.0)
-    assert procs[0].deriver.selects("app.x") and procs[0].deriver.selects("otel_rtc.traffic.a")
-    assert not procs[0].deriver.selects("otel_rtc.traffic.a.rate")
+        [proc] = default_processors()
+    cfg = proc.deriver.engine.config
+    assert cfg.windows_s == (10.0, 30.0) and cfg.peak_subwindows_s == (1.0,)
+    assert proc.deriver.selects("app.x") == RATE
+    assert proc.deriver.selects("otel_rtc.traffic.bytes") == RATE  # no load
+    assert not proc.deriver.selects("otel_rtc.traffic.a.rate")
     assert "OTEL_RTC_RATE_PEAKS" in caplog.text
-    procs[0].shutdown()
+    proc.shutdown()
+    monkeypatch.setenv("OTEL_RTC_LOAD", "true")
+    monkeypatch.setenv("OTEL_RTC_RATES", "false")
+    monkeypatch.setenv("OTEL_RTC_LOAD_TOP_N", "3")
+    [proc] = default_processors()
+    assert type(proc) is TrafficLoadProcessor
+    assert proc.deriver.selects("otel_rtc.traffic.bytes") == LOAD
+    assert proc.deriver.settings.load.top_n == 3
+    proc.shutdown()
 
 
 def test_entry_point_exporter_carries_the_processors(monkeypatch):
@@ -378,7 +387,7 @@ def test_entry_point_exporter_carries_the_processors(monkeypatch):
     exporter = ep.load()()
     try:
         kinds = [type(p).__name__ for p in exporter.processors]
-        assert kinds == ["WindowRateProcessor", "TrafficLoadProcessor"]
+        assert kinds == ["WindowRateProcessor"]
     finally:
         exporter.shutdown()
     assert not exporter.processors[0].sampler.running
@@ -421,8 +430,8 @@ def test_stream_first_reported_mid_life_is_not_a_rate_spike(per_participant):
     acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=per_participant,
                             clock=clock)
     sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
-    p.metric_reader.processors += [WindowRateProcessor(sampler=sampler, clock=clock),
-                                   TrafficLoadProcessor(sampler=sampler, clock=clock)]
+    p.metric_reader.processors.append(
+        WindowRateProcessor(load=TrafficLoadConfig(top_n=5), sampler=sampler, clock=clock))
     acc.add("r", "bob", "up", "video", 0, 0)
     p.metric_reader.get_metrics_data()
     seen: dict[str, float] = {}
@@ -458,7 +467,7 @@ def test_observable_counter_first_collected_mid_life_is_not_a_rate_spike():
     """
     clock = ManualClock(T0)
     rates = WindowRateProcessor(clock=clock)
-    load = TrafficLoadProcessor(clock=clock)
+    load = TrafficLoadProcessor(TrafficLoadConfig(top_n=5), clock=clock)
     a = {"otel_rtc.room": "r", "otel_rtc.participant": "alice", "otel_rtc.direction": "up",
          "otel_rtc.media.kind": "video"}
     start = T0 - 50_000  # what the Python SDK stamps on a newly observed attribute set
@@ -486,83 +495,137 @@ def test_configure_samples_traffic_so_peaks_are_real(otlp_receiver):
     """The real path: configure() + TrafficAccounting, OTLP to a loopback receiver.
 
     Exports are far apart (as at the default 60 s); the 1 s peak can only come from the
-    default processors' sampler reading the accounting object every second.
+    sampler reading the accounting object every second (ticks driven on a ManualClock, as
+    the sampler thread would: exact figures, no sleeping).
     """
-    import time
-
     from otel_rtc import TrafficAccounting, configure
 
-    h = configure(endpoint=otlp_receiver.endpoint, set_global=False, export_interval_s=3600)
+    clock = ManualClock(T0)
+    sampler = CounterSampler(1.0, clock=clock, autostart=False)  # the global sources
+    proc = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
+    h = configure(endpoint=otlp_receiver.endpoint, set_global=False, export_interval_s=3600,
+                  processors=[proc])
     try:
-        traffic = TrafficAccounting(meter_provider=h.meter_provider)
+        traffic = TrafficAccounting(meter_provider=h.meter_provider, clock=clock)
         traffic.add("room-peak", "p", "up", "video", 0, 0)  # first report: the baseline
-        h.force_flush()  # from now on this pipeline exports the series
-        time.sleep(2.2)
-        traffic.add("room-peak", "p", "up", "video", 1000, 1_000_000)  # 1 MB at once
-        time.sleep(2.2)
+        h.force_flush()  # from now on this pipeline exports the series (gating)
+        for sec in range(1, 5):
+            clock.advance(S)
+            if sec == 3:
+                traffic.add("room-peak", "p", "up", "video", 1000, 1_000_000)  # 1 MB at once
+            sampler.sample_now()
         h.force_flush()
         assert otlp_receiver.wait_for_metric("otel_rtc.traffic.bytes.rate.peak", 10)
         peaks = {a["otel_rtc.rate.subwindow"]: v for a, v, _ in
                  otlp_receiver.number_points("otel_rtc.traffic.bytes.rate.peak")
                  if a.get("otel_rtc.room") == "room-peak"}
-        # 1 MB landed inside one ~1 s sampling interval (jitter allowed either way)
-        assert 0.8e6 <= peaks["1s"] <= 1.25e6, peaks
-        means = {a["otel_rtc.rate.window"]: v for a, v, _ in
-                 otlp_receiver.number_points("otel_rtc.traffic.bytes.rate")
-                 if a.get("otel_rtc.room") == "room-peak"}
-        assert means["span"] < peaks["1s"]  # the mean over ~4.4 s is lower than the peak
+        assert peaks == {"1s": pytest.approx(1e6)}  # 1 MB inside one 1 s interval
+        means = [v for a, v, _ in otlp_receiver.number_points("otel_rtc.traffic.bytes.rate")
+                 if a.get("otel_rtc.room") == "room-peak"]
+        assert means[-1] == pytest.approx(1e6 / 4)  # over the 4 s since the baseline
+        assert otlp_receiver.wait_for_metric("otel_rtc.traffic.load.score", 10)
     finally:
         h.shutdown()
+        sampler.stop()
 
 
-def test_exporting_every_minute_gives_what_one_late_export_gives():
-    """The peaks are caught up on each export: a processor exporting every 60 s and one
-    exporting once at the end, fed the same samples, emit the same points, and a repeat
-    export with no new samples changes nothing."""
+def test_pipeline_gating_keeps_another_pipelines_counters_out():
+    """Two pipelines in one process, each with its own TrafficAccounting registered as a
+    global sample source, and processors whose samplers read every global source: each
+    pipeline's output holds only the series its own batches carry."""
+    clock = ManualClock(T0)
+    pipes = []
+    for room in ("room-a", "room-b"):
+        p = make_test_pipeline()
+        acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=True,
+                                clock=clock)
+        sampler = CounterSampler(1.0, clock=clock, autostart=False)
+        assert sampler.reads_global_sources
+        proc = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
+        p.metric_reader.processors.append(proc)
+        pipes.append((room, p, acc, sampler, proc))
+    try:
+        for sec in range(0, 6):
+            for room, p, acc, sampler, _ in pipes:
+                acc.add(room, "x", "up", "audio", 10 * sec, 1000 * sec)
+                if sec == 0:
+                    p.metric_reader.get_metrics_data()  # the pipeline exports its series
+                sampler.sample_now()
+            clock.advance(S)
+        for room, p, *_ in pipes:
+            data = p.metric_reader.get_metrics_data()
+            rooms = {dict(a).get("otel_rtc.room") for name in (
+                "otel_rtc.traffic.bytes.rate", "otel_rtc.traffic.bytes.rate.peak",
+                "otel_rtc.traffic.load.score") for a in points(data, name)}
+            assert rooms == {room}
+    finally:
+        for *_, sampler, proc in pipes:
+            proc.shutdown()
+
+
+def test_exporting_every_minute_tiles_what_one_late_export_gives():
+    """Fed the same samples, a processor exporting every 60 s gives readings whose spans
+    tile the one reading of a processor exporting once at the end: the same increase, and
+    the same highest 1 s peak; a repeat export without new samples derives nothing."""
     clock = ManualClock(T0)
     p = make_test_pipeline()
     acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=True, clock=clock)
     sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
-    every = [WindowRateProcessor(sampler=sampler, clock=clock),
-             TrafficLoadProcessor(sampler=sampler, clock=clock)]
-    once = [WindowRateProcessor(sampler=sampler, clock=clock),
-            TrafficLoadProcessor(sampler=sampler, clock=clock)]
+    every = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
+    once = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
     acc.add("room1", "alice", "up", "video", 0, 0)
     acc.add("room1", "bob", "down", "audio", 0, 0)
     sampler.sample_now()
 
-    def export(procs):
-        out = p.metric_reader.get_metrics_data()
-        for pr in procs:
-            out = pr.process(out)
-        return out
+    def export(proc):
+        return _spans(proc.process(p.metric_reader.get_metrics_data()))
 
     export(every)
     export(once)
     total = 0
+    outs = []
     for i in range(1, 301):
         clock.advance(S)
         total += int((100 if 100 < i <= 110 else 1 + i % 7) * MBPS)
         acc.add("room1", "alice", "up", "video", i * 90, total)
         acc.add("room1", "bob", "down", "audio", i * 50, i * 4000)
         sampler.sample_now()
-        if i % 60 == 0 and i < 300:
-            export(every)
-    a, b, again = export(every), export(once), export(every)
-    for name in ("otel_rtc.traffic.bytes.rate", "otel_rtc.traffic.bytes.rate.peak",
-                 "otel_rtc.traffic.packets.rate.peak", "otel_rtc.traffic.load.score",
-                 "otel_rtc.traffic.load.share"):
-        assert points(a, name)
-        assert points(a, name) == points(again, name), name
-        # The same up to rounding: the runs' sums start from different prefixes.
-        assert points(a, name) == pytest.approx(points(b, name), rel=1e-12), name
-    alice = {"otel_rtc.room": "room1", "otel_rtc.participant": "alice",
-             "otel_rtc.direction": "up", "otel_rtc.media.kind": "video"}
-    peak = points(a, "otel_rtc.traffic.bytes.rate.peak")
-    assert peak[frozenset({**alice, "otel_rtc.rate.subwindow": "1s"}.items())] == \
+        if i % 60 == 0:
+            outs.append(export(every))
+    late, again = export(once), export(every)
+    assert not [k for k in again if k[0].endswith((".rate", ".rate.peak"))]
+    for (name, attrs), [(start, end, value)] in late.items():
+        parts = [x for out in outs for x in out.get((name, attrs), [])]
+        assert parts[0][0] == start and parts[-1][1] == end, name
+        for a, b in zip(parts, parts[1:], strict=False):
+            assert a[1] == b[0]  # consecutive exports tile the time line
+        if name.endswith(".rate.peak"):
+            assert max(v for *_, v in parts) == pytest.approx(value, rel=1e-12)
+        elif name.endswith(".rate"):
+            increase = sum(v * (b - a) for a, b, v in parts)
+            assert increase == pytest.approx(value * (end - start), rel=1e-9), name
+    alice = tuple(sorted({"otel_rtc.room": "room1", "otel_rtc.participant": "alice",
+                          "otel_rtc.direction": "up", "otel_rtc.media.kind": "video",
+                          "otel_rtc.rate.subwindow": "1s"}.items()))
+    assert late[("otel_rtc.traffic.bytes.rate.peak", alice)][0][2] == \
         pytest.approx(100 * MBPS, rel=1e-3)
-    for pr in every + once:
+    for pr in (every, once):
         pr.shutdown()
+
+
+def _spans(data):
+    """``{(name, attrs): [(start, time, value), ...]}`` of the derived gauges."""
+    out: dict = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            if sm.scope.name != "otel_rtc.rates":
+                continue
+            for m in sm.metrics:
+                if isinstance(m.data, Gauge) and m.name != "otel_rtc.rates.series":
+                    for pt in m.data.data_points:
+                        out.setdefault((m.name, tuple(sorted(pt.attributes.items()))), []).append(
+                            (pt.start_time_unix_nano, pt.time_unix_nano, pt.value))
+    return out
 
 
 def _all_derived(data):
@@ -598,10 +661,8 @@ def test_sample_rows_cached_by_attribute_identity_give_the_uncached_result():
 
         register_sample_source(src)
         sampler = CounterSampler(1.0, clock=clock, autostart=False)  # global: gated
-        cfg = RateConfig(stale_after_s=30.0)
-        procs = [WindowRateProcessor(cfg, sampler=sampler, clock=clock),
-                 TrafficLoadProcessor(TrafficLoadConfig(rate=cfg), sampler=sampler,
-                                      clock=clock)]
+        procs = [WindowRateProcessor(load=TrafficLoadConfig(top_n=3), sampler=sampler,
+                                     clock=clock)]
 
         def export():  # the batch an exporter would see: the counters, on the same clock
             by_name = {}
@@ -637,8 +698,7 @@ def test_sample_rows_cached_by_attribute_identity_give_the_uncached_result():
                 if e[0].get("otel_rtc.room") == room]
         # What each processor took from where: anomalies (a batch point mixed into a
         # sampled series reads as a duplicate or a restart) and the sampled series.
-        state = [(pr.deriver.engine.anomaly_counts() if hasattr(pr.deriver, "engine")
-                  else pr.deriver.calc.engine.anomaly_counts(), sorted(map(repr, pr._sampled)))
+        state = [(pr.deriver.engine.anomaly_counts(), sorted(map(repr, pr._sampled)))
                  for pr in procs]
         return [*outs, state], mine, (len(procs[0]._rows), rows_per_tick)
 

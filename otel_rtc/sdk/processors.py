@@ -348,7 +348,11 @@ class _DerivedProcessor(MetricsProcessor):
     def _admit(self, key: Hashable) -> bool:
         if self._gated and key not in self._exported:
             return False
-        self._sampled.add(key)
+        if key not in self._sampled:
+            # The sampler becomes the series' authority: what the batches fed (another
+            # start time, the exporter's clock) is not continued from, it starts afresh.
+            self._sampled.add(key)
+            self.deriver.engine.forget(key)
         return True
 
     def _key_of(self, attrs: Mapping[str, Any]) -> Attrs:
@@ -366,6 +370,8 @@ class _DerivedProcessor(MetricsProcessor):
 
     def process(self, metrics_data: MetricsData) -> MetricsData:
         """Feed the batch, then return it with the derived gauges appended."""
+        if metrics_data is None:
+            return metrics_data  # nothing to carry the readings: keep them for the next
         try:
             s = self._sampler
             if s is not None:
