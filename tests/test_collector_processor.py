@@ -1,6 +1,7 @@
 """The Rotel processor module: unit tests with rotel_sdk test doubles, then the real agent."""
 
 import gzip
+import itertools
 import sys
 import types
 import urllib.request
@@ -175,10 +176,8 @@ def test_reference_spike_mean_and_peak():
     cp.process_metrics(rm)
     rate = derived(rm, "otel_rtc.traffic.bytes.rate")
     peak = derived(rm, "otel_rtc.traffic.bytes.rate.peak")
-    assert rate[key(**{"otel_rtc.rate.window": "span"})] * 8 / 1e6 == pytest.approx(10 / 3)
-    assert rate[key(**{"otel_rtc.rate.window": "300s"})] * 8 / 1e6 == pytest.approx(10 / 3)
-    assert rate[key(**{"otel_rtc.rate.window": "10s"})] == 0.0
-    assert peak[key(**{"otel_rtc.rate.subwindow": "1s"})] * 8 / 1e6 == pytest.approx(100)
+    assert rate == {key(**{"otel_rtc.rate.window": "span"}): pytest.approx(10 / 3 * 1e6 / 8)}
+    assert peak == {key(**{"otel_rtc.rate.subwindow": "1s"}): pytest.approx(100 * 1e6 / 8)}
     units = {m.name: m.unit for sm in rm.scope_metrics for m in sm.metrics}
     assert units["otel_rtc.traffic.bytes.rate"] == "By/s"
     assert units["otel_rtc.traffic.bytes"] == "By"  # source passes through
@@ -192,14 +191,16 @@ def test_five_minutes_read_as_one_point_is_no_spike_and_state_persists_across_ca
                                                                   int(300 * MBPS))]))
     cp.process_metrics(rm)
     rate = derived(rm, "otel_rtc.traffic.bytes.rate")
-    assert max(rate.values()) == pytest.approx(MBPS)  # not 150 x from a 2 s window
-    assert frozenset({**a, "otel_rtc.rate.window": "10s"}.items()) not in rate
-    # a later call continues the same series (module state)
+    assert rate == {frozenset({**a, "otel_rtc.rate.window": "span"}.items()):
+                    pytest.approx(MBPS)}  # over its own 300 s: not 150 x
+    # a later call continues the same series (module state): a reading over (300, 310]
     rm2 = rmetrics(sum_metric("otel_rtc.traffic.bytes", [num_point(a, T0, T0 + 310 * S,
                                                                    int(310 * MBPS))]))
     cp.process_metrics(rm2)
-    assert derived(rm2, "otel_rtc.traffic.bytes.rate")[
-        frozenset({**a, "otel_rtc.rate.window": "10s"}.items())] == pytest.approx(MBPS)
+    [pt] = [p for sm in rm2.scope_metrics for m in sm.metrics
+            if m.name == "otel_rtc.traffic.bytes.rate" for p in m.data[0].data_points]
+    assert pt.value[0] == pytest.approx(MBPS)
+    assert (pt.start_time_unix_nano, pt.time_unix_nano) == (T0 + 300 * S, T0 + 310 * S)
 
 
 def test_series_are_per_resource():
@@ -211,7 +212,7 @@ def test_series_are_per_resource():
         cp.process_metrics(rm)
         if k == 2:
             got = derived(rm, "otel_rtc.traffic.packets.rate")
-            assert got[frozenset({**a, "otel_rtc.rate.window": "10s"}.items())] == \
+            assert got[frozenset({**a, "otel_rtc.rate.window": "span"}.items())] == \
                 pytest.approx(100 if res == "a" else 10)
     units = {m.name: m.unit for sm in rm.scope_metrics for m in sm.metrics}
     assert units["otel_rtc.traffic.packets.rate"] == "{packet}/s"
@@ -240,21 +241,92 @@ def test_delta_points_reset_and_passthrough():
     assert all(v >= 0 for v in cum.values())
 
 
-def test_emission_is_throttled_per_series_but_input_is_exact():
-    cp._reset_for_tests({"OTEL_RTC_EMIT_INTERVAL": "5", "OTEL_RTC_LOAD": "false"})
-    a = {"otel_rtc.room": "r"}
-    emitted = []
-    for k in range(1, 13):  # one point per second of data time
-        rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", [num_point(a, T0, T0 + k * S,
-                                                                      1000 * k)]))
+def test_emission_follows_the_data_and_quiet_series_end_with_a_final_reading():
+    """Each batch of a resource is an emission instant: a series with new points gets a
+    reading over its data since the previous one (no timer holds the last seconds back);
+    a series missing from 2 batches in a row gets a final reading of 0, then nothing."""
+    cp._reset_for_tests({"OTEL_RTC_LOAD": "false"})
+    a, b = {"otel_rtc.room": "a"}, {"otel_rtc.room": "b"}
+    spans = []
+    for k in range(1, 9):
+        pts = [num_point(a, T0, T0 + k * S, 1000 * k)]
+        if k <= 3:
+            pts.append(num_point(b, T0, T0 + k * S, 50 * k))
+        rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", pts))
         cp.process_metrics(rm)
-        if derived(rm, "otel_rtc.traffic.bytes.rate"):
-            emitted.append(k)
-            last = rm
-    assert emitted == [1, 6, 11]
-    peak = derived(last, "otel_rtc.traffic.bytes.rate.peak")
-    assert peak[frozenset({**a, "otel_rtc.rate.subwindow": "1s"}.items())] == \
-        pytest.approx(1000)  # computed from every 1 s point, not only emitted ones
+        got = {{kv.key: kv.value.value for kv in p.attributes}["otel_rtc.room"]:
+               (p.start_time_unix_nano, p.time_unix_nano, p.value[0])
+               for sm in rm.scope_metrics for m in sm.metrics
+               if m.name == "otel_rtc.traffic.bytes.rate" for p in m.data[0].data_points}
+        spans.append(got)
+    assert [s_["a"] for s_ in spans] == [(T0 + (k - 1) * S, T0 + k * S, 1000.0)
+                                         for k in range(1, 9)]
+    assert [s_.get("b") for s_ in spans] == [
+        (T0, T0 + S, 50.0), (T0 + S, T0 + 2 * S, 50.0), (T0 + 2 * S, T0 + 3 * S, 50.0),
+        None,                                      # silent once: nothing (never rises)
+        (T0 + 3 * S, T0 + 5 * S, 0.0),             # silent twice: the final reading
+        None, None, None]                          # then nothing
+    assert cp.problem_counts()[("otel_rtc.rates.anomalies", "quiet")] == 1
+
+
+def test_a_staleness_marker_is_neither_a_value_nor_a_reset():
+    """The issue's example: a histogram count rising 10/s sampled every 1 s, with one
+    NoRecordedValue marker (count 0) at t=50: 10/s throughout, no 510/s peak."""
+    cp._reset_for_tests({"OTEL_RTC_RATE_METRICS": "app.lat"})
+    pts = []
+    for i in range(1, 101):
+        marker = i == 50
+        pts.append(HistogramDataPoint(attributes=[], start_time_unix_nano=T0,
+                                      time_unix_nano=T0 + i * S, count=0 if marker else 10 * i,
+                                      sum=0.0, bucket_counts=[], explicit_bounds=[],
+                                      exemplars=[], flags=1 if marker else 0, min=None,
+                                      max=None))
+    rm = rmetrics(Metric(name="app.lat", unit="s", description="", metadata=[],
+                         data=MetricData.Histogram(Histogram(
+                             data_points=pts,
+                             aggregation_temporality=AggregationTemporality.Cumulative))))
+    cp.process_metrics(rm)
+    assert derived(rm, "app.lat.rate") == {frozenset({("otel_rtc.rate.window", "span")}): 10.0}
+    assert derived(rm, "app.lat.rate.peak") == {
+        frozenset({("otel_rtc.rate.subwindow", "1s")}): 10.0}
+    assert sums(rm, "otel_rtc.rates.anomalies") == {frozenset({
+        ("otel_rtc.component", "collector_processor"), ("otel_rtc.rate.anomaly", "stale")}): 1}
+
+
+def test_the_series_cap_is_global_and_each_rejected_point_is_counted_once():
+    cp._reset_for_tests({"OTEL_RTC_RATE_MAX_SERIES": "50"})
+    for r in range(10):  # 10 resources x 20 traffic series, rates and load on
+        pts = [num_point({**A, "otel_rtc.participant": f"p{i}"}, T0, T0 + S, 10)
+               for i in range(20)]
+        cp.process_metrics(rmetrics(sum_metric("otel_rtc.traffic.bytes", pts),
+                                    resource={"service.name": f"sfu-{r}"}))
+    assert len(cp._state.deriver.engine) == 50
+    assert cp.problem_counts()[("otel_rtc.telemetry.dropped", "series_cap")] == 150
+    assert sum(len(res[0]) for res in cp._state.resources.values()) == 50
+
+
+def test_a_resource_that_derives_in_process_is_passed_through():
+    """An app using configure() sends its own otel_rtc.rates scope: the collector does not
+    derive its series again (and forgets what it derived before that scope showed up)."""
+    a = {"otel_rtc.room": "r"}
+    rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", [num_point(a, T0, T0 + 5 * S, 500)]))
+    cp.process_metrics(rm)
+    assert derived(rm, "otel_rtc.traffic.bytes.rate")
+    upstream = ScopeMetrics(scope=InstrumentationScope(name="otel_rtc.rates", version=""),
+                            metrics=[Metric(name="otel_rtc.rates.series", unit="{series}",
+                                            description="", metadata=[], data=MetricData.Gauge(
+                                                Gauge(data_points=[num_point({}, 0, T0, 1)])))],
+                            schema_url="")
+    for k in (6, 7, 8):
+        rm = rmetrics(sum_metric("otel_rtc.traffic.bytes",
+                                 [num_point(a, T0, T0 + k * S, 100 * k)]))
+        if k == 6:
+            rm.scope_metrics.append(upstream)
+        cp.process_metrics(rm)
+        ours = [m.name for sm in rm.scope_metrics if sm.scope.name == "otel_rtc.collector"
+                for m in sm.metrics]
+        assert ours == ["otel_rtc.telemetry.dropped"]  # its own telemetry only, no rates
+    assert len(cp._state.deriver.engine) == 0
 
 
 def test_histogram_count_rate():
@@ -270,11 +342,11 @@ def test_histogram_count_rate():
                                  aggregation_temporality=AggregationTemporality.Cumulative))))
         cp.process_metrics(rm)
     got = derived(rm, "app.lat.rate")
-    assert got[frozenset({("otel_rtc.rate.window", "10s")})] == pytest.approx(4.0)
+    assert got[frozenset({("otel_rtc.rate.window", "span")})] == pytest.approx(4.0)
 
 
 def test_traffic_load_per_resource_with_top_n():
-    cp._reset_for_tests({"OTEL_RTC_LOAD_TOP_N": "1", "OTEL_RTC_EMIT_INTERVAL": "0"})
+    cp._reset_for_tests({"OTEL_RTC_LOAD_TOP_N": "1"})
     rm = None
     for k in range(0, 12):
         t = T0 + k * S
@@ -288,7 +360,7 @@ def test_traffic_load_per_resource_with_top_n():
         cp.process_metrics(rm)
     share = derived(rm, "otel_rtc.traffic.load.share")
     assert set(share) == {frozenset({("otel_rtc.room", "r1"), ("otel_rtc.participant", p)})
-                          for p in ("alice", "_others")}
+                          for p in ("alice", "_other")}
     assert sum(share.values()) == pytest.approx(1.0)
     score = derived(rm, "otel_rtc.traffic.load.score")
     assert score[frozenset({("otel_rtc.room", "r1")})] == pytest.approx(
@@ -380,7 +452,7 @@ def test_end_to_end_sdk_to_rotel_with_processor(otlp_receiver, rotel_collector):
     from tests._otlp_receiver import attrs_of
 
     col = rotel_collector(exporter_endpoint=otlp_receiver.endpoint,
-                          metrics_processor=processor_path())
+                          metrics_processor=processor_path(), env={"OTEL_RTC_LOAD_TOP_N": "5"})
     reader = PeriodicExportingMetricReader(OTLPMetricExporter(f"{col.http_endpoint}/v1/metrics"),
                                            export_interval_millis=3_600_000)
     mp = MeterProvider(metric_readers=[reader])
@@ -443,3 +515,109 @@ def test_end_to_end_reference_spike_with_explicit_timestamps(otlp_receiver, rote
     coarse_rates = [v for k, v in rate.items() if ("otel_rtc.room", "coarse") in k]
     assert coarse_rates and max(coarse_rates) == pytest.approx(MBPS)  # no 150x spike
     assert not [k for k in peak if ("otel_rtc.room", "coarse") in k]  # no invented peak
+
+
+def _pb_req(points, name="app.lat", hist=True, resource="sfu-e2e"):
+    """An OTLP request: one cumulative histogram (or sum) series with the given points
+    ``(time_ns, count, flags)``, all starting at T0."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue as PAny
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue as PKV
+    from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
+
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.extend([PKV(key="service.name", value=PAny(string_value=resource))])
+    m = rm.scope_metrics.add().metrics.add()
+    m.name, m.unit = name, "s"
+    m.histogram.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
+    for t, count, flags in points:
+        p = m.histogram.data_points.add()
+        p.start_time_unix_nano, p.time_unix_nano, p.count, p.flags = T0, t, count, flags
+    return req
+
+
+def _pb_spans(recv, name):
+    return [(p.start_time_unix_nano, p.time_unix_nano, p.as_double)
+            for m in recv.metrics().get(name, []) for p in m.gauge.data_points]
+
+
+@pytest.mark.collector
+def test_end_to_end_staleness_marker_mid_series(otlp_receiver, rotel_collector):
+    """Through the real agent: a histogram count rising 10/s, sampled every 1 s and sent
+    in 10 s batches, with a NoRecordedValue marker (count 0) at t=50: every reading is
+    10/s, every 1 s peak 10/s (not 510/s), and the marker is counted as ``stale``."""
+    col = rotel_collector(exporter_endpoint=otlp_receiver.endpoint,
+                          metrics_processor=processor_path(),
+                          env={"OTEL_RTC_RATE_METRICS": "app.lat"})
+    for batch_no in range(10):
+        pts = [(T0 + i * S, 0 if i == 50 else 10 * i, 1 if i == 50 else 0)
+               for i in range(batch_no * 10 + 1, batch_no * 10 + 11)]
+        _post_metrics(col.http_endpoint, _pb_req(pts))
+        assert otlp_receiver.wait_for(
+            lambda r, n=batch_no: len(_pb_spans(r, "app.lat.rate")) > n, 15), col.logs()
+    means = sorted(_pb_spans(otlp_receiver, "app.lat.rate"))
+    peaks = sorted(_pb_spans(otlp_receiver, "app.lat.rate.peak"))
+    assert [v for *_, v in means] == [pytest.approx(10.0)] * 10
+    assert [v for *_, v in peaks] == [pytest.approx(10.0)] * 10
+    # The readings tile the data from T0 (the first point's start) to 100 s; the batch
+    # ending with the marker reads up to 49 s, the next one from there.
+    assert means[0][0] == T0 and means[-1][1] == T0 + 100 * S
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(means))
+    assert (T0 + 40 * S, T0 + 49 * S) in [(a, b) for a, b, _ in means]
+    stale = [p.as_int for m in otlp_receiver.metrics().get("otel_rtc.rates.anomalies", [])
+             for p in m.sum.data_points
+             if {kv.key: kv.value.string_value for kv in p.attributes}.get(
+                 "otel_rtc.rate.anomaly") == "stale"]
+    assert stale and max(stale) == 1
+
+
+@pytest.mark.collector
+def test_end_to_end_in_process_derivation_is_not_derived_again(otlp_receiver,
+                                                               rotel_collector):
+    """An app deriving in-process (the export stage's default processor) exports through
+    the otel_rtc collector: each derived series arrives once, under the app's scope."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    from otel_rtc.core.clock import ManualClock
+    from otel_rtc.core.load import TrafficLoadConfig
+    from otel_rtc.instrumentation.traffic import TrafficAccounting
+    from otel_rtc.sdk.export import RtcMetricExporter
+    from otel_rtc.sdk.processors import CounterSampler, WindowRateProcessor
+
+    col = rotel_collector(exporter_endpoint=otlp_receiver.endpoint,
+                          metrics_processor=processor_path())
+    clock = ManualClock(T0)
+    sampler = CounterSampler(1.0, clock=clock, autostart=False)  # the global sources
+    proc = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
+    exporter = RtcMetricExporter(OTLPMetricExporter(f"{col.http_endpoint}/v1/metrics"),
+                                 processors=[proc])
+    mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(
+        exporter, export_interval_millis=3_600_000)])
+    acc = TrafficAccounting(meter_provider=mp, per_participant=True, clock=clock)
+    try:
+        for sec in range(0, 13):
+            acc.add("r1", "alice", "up", "video", 100 * sec, 100_000 * sec)
+            sampler.sample_now()
+            if sec % 4 == 0:
+                mp.force_flush()
+            clock.advance(S)
+        assert otlp_receiver.wait_for(lambda r: len(
+            r.metrics().get("otel_rtc.traffic.bytes.rate", [])) >= 3, 15), col.logs()
+    finally:
+        mp.shutdown()
+        sampler.stop()
+    scopes = {sm.scope.name for req in otlp_receiver.metric_requests()
+              for rm in req.resource_metrics for sm in rm.scope_metrics
+              for m in sm.metrics if m.name.startswith("otel_rtc.traffic.")
+              and m.name not in ("otel_rtc.traffic.bytes", "otel_rtc.traffic.packets")
+              and m.HasField("gauge")}
+    assert scopes == {"otel_rtc.rates"}
+    spans = sorted(_pb_spans(otlp_receiver, "otel_rtc.traffic.bytes.rate"))
+    assert len(spans) == len(set(spans))  # each reading once
+    # three exports of 4 s at 100 kB/s; at shutdown one more second without traffic
+    assert [v for *_, v in spans] == [pytest.approx(100_000.0)] * 3 + [0.0]

@@ -1,6 +1,7 @@
 """In-process rate and traffic-load processors: sampler, SDK glue, names and units."""
 
 import gc
+import itertools
 import logging
 
 import pytest
@@ -559,7 +560,7 @@ def test_pipeline_gating_keeps_another_pipelines_counters_out():
                 "otel_rtc.traffic.load.score") for a in points(data, name)}
             assert rooms == {room}
     finally:
-        for *_, sampler, proc in pipes:
+        for *_, proc in pipes:
             proc.shutdown()
 
 
@@ -597,7 +598,7 @@ def test_exporting_every_minute_tiles_what_one_late_export_gives():
     for (name, attrs), [(start, end, value)] in late.items():
         parts = [x for out in outs for x in out.get((name, attrs), [])]
         assert parts[0][0] == start and parts[-1][1] == end, name
-        for a, b in zip(parts, parts[1:], strict=False):
+        for a, b in itertools.pairwise(parts):
             assert a[1] == b[0]  # consecutive exports tile the time line
         if name.endswith(".rate.peak"):
             assert max(v for *_, v in parts) == pytest.approx(value, rel=1e-12)
