@@ -235,10 +235,15 @@ class ScrapeEndpoint:
 
 
 def rate_processors() -> list[Any]:
-    """otel_rtc's default export-stage processors (window rates, traffic load)."""
+    """otel_rtc's default export-stage processor (rates, traffic load), with the opt-in
+    top-N participant shares that the dashboards' top-N panel shows."""
+    import os
+    from unittest import mock
+
     from otel_rtc.sdk.defaults import default_processors
 
-    return list(default_processors())
+    with mock.patch.dict(os.environ, {"OTEL_RTC_LOAD_TOP_N": "5"}):
+        return list(default_processors())
 
 
 def start_scrape_endpoint(processors: list[Any] | None = None) -> ScrapeEndpoint:

@@ -25,8 +25,10 @@ CONCLUDED = 'otel_rtc_outcome=~"success|failure|abandoned"'
 
 # Derived by otel_rtc's rate processor (otel_rtc/sdk/processors.py): `<src>.rate` and
 # `<src>.rate.peak` gauges (unit By/s -> `_bytes_per_second`, {packet}/s ->
-# `_per_second`), and the traffic load score/share of the top-N participants.
-WINDOW = 'otel_rtc_rate_window="10s"'
+# `_per_second`), and the traffic load score (and, opt-in with OTEL_RTC_LOAD_TOP_N, the
+# share of the top-N participants). The rate is the mean over each export's own span
+# (docs/rates.md); longer views average it over time downstream.
+WINDOW = 'otel_rtc_rate_window="span"'
 BYTES_RATE = "otel_rtc_traffic_bytes_rate_bytes_per_second"
 BYTES_PEAK = "otel_rtc_traffic_bytes_rate_peak_bytes_per_second"
 PACKETS_RATE = "otel_rtc_traffic_packets_rate_per_second"
@@ -169,16 +171,19 @@ ROWS: list[tuple[str, list[tuple[str, str, str, list[dict], str]]]] = [
          "timeseries"),
     ]),
     ("Traffic", [
-        ("Traffic rate, mean over the window (otel_rtc)", "bps",
-         "Bits per second per room and direction from otel_rtc's rate processor over the "
-         "10 s window: the increase divided by the span the data covers, never "
-         "extrapolated.",
+        ("Traffic rate, mean per export and over 1 min (otel_rtc)", "bps",
+         "Bits per second per room and direction from otel_rtc's rate processor: the "
+         "increase over each export's own span divided by that span (never "
+         "extrapolated), and its 1 min average downstream (avg_over_time).",
          [t(f'sum by (otel_rtc_room, otel_rtc_direction) ({BYTES_RATE}'
             f'{{{WINDOW}, otel_rtc_room=~"$room"}}) * 8',
-            "{{otel_rtc_room}} {{otel_rtc_direction}}")], "timeseries"),
+            "{{otel_rtc_room}} {{otel_rtc_direction}}"),
+          t(f'sum by (otel_rtc_room, otel_rtc_direction) (avg_over_time({BYTES_RATE}'
+            f'{{{WINDOW}, otel_rtc_room=~"$room"}}[1m])) * 8',
+            "{{otel_rtc_room}} {{otel_rtc_direction}} 1 min")], "timeseries"),
         ("Traffic peak rate over sub-windows (otel_rtc)", "bps",
-         "Highest rate over short sub-windows (otel_rtc.rate.subwindow) inside the window: "
-         "spikes a mean smooths away.",
+         "Highest 1 s rate (otel_rtc.rate.subwindow) within each export's span: the "
+         "spikes a mean smooths away, and the one figure no downstream query can rebuild.",
          [t(f'max by (otel_rtc_room, otel_rtc_direction, otel_rtc_rate_subwindow) '
             f'({BYTES_PEAK}{{otel_rtc_room=~"$room"}}) * 8',
             "{{otel_rtc_room}} {{otel_rtc_direction}} {{otel_rtc_rate_subwindow}}")],
@@ -203,7 +208,8 @@ ROWS: list[tuple[str, list[tuple[str, str, str, list[dict], str]]]] = [
          "timeseries"),
         ("Top-N participants by load share", "percentunit",
          "Share of the room's load score of the heaviest participants (otel_rtc traffic "
-         "load, top-N plus one `_others` aggregate per room).",
+         "load, top-N plus one `_other` aggregate per room; opt-in with "
+         "OTEL_RTC_LOAD_TOP_N).",
          [t(f'topk(10, max by (otel_rtc_room, otel_rtc_participant) '
             f'({LOAD_SHARE}{{otel_rtc_room=~"$room"}}))',
             "{{otel_rtc_room}} {{otel_rtc_participant}}")], "bargauge"),
