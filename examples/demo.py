@@ -12,9 +12,10 @@ Run it with ``./demo.sh`` (or ``python -m examples.demo``). It
    wait, processing, receive-to-finish), bursts, drops and resends;
 4. runs the simulated SFU (``examples/sfu_pubsub.py``) beside the server, in real
    time, so the pub/sub, session and traffic metrics are in the files too, and with
-   them what the default metric processors derive from the traffic counters: true
-   window rates, 1 s and 5 s peaks, and the per-room traffic load with its top-N
-   participants (``--no-sfu`` skips it);
+   them what the default metric processor derives from the traffic counters: true
+   mean rates over each export's span, 1 s peaks, and the per-room traffic load, with
+   its opt-in top-N participants switched on (``OTEL_RTC_LOAD_TOP_N``, default 5
+   here; ``--no-sfu`` skips the SFU);
 5. prints a final summary and where the telemetry was written, with how to open it.
 """
 
@@ -285,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("traces.jsonl", "metrics.jsonl", "logs.jsonl"):
             (out_dir / name).unlink(missing_ok=True)
 
+    # The top-N participants' load score and share are opt-in; the demo shows them.
+    os.environ.setdefault("OTEL_RTC_LOAD_TOP_N", "5")
     h = configure(service_name=os.environ.get("OTEL_SERVICE_NAME") or "otel-rtc-demo",
                   output_dir=args.output_dir, export_interval_s=args.export_interval,
                   bursts=True)
