@@ -1,4 +1,4 @@
-"""Throughput of RateEngine.observe and memory per series.
+"""Throughput of RateEngine.observe, cost of a reading and memory per series.
 
 Run: .venv/bin/python benchmarks/bench_rates.py [--points N] [--series K] [--write]
 
@@ -7,9 +7,9 @@ write-up is ``docs/performance.md``.
 
 Reports points/s for the fast path (cumulative continuation), the delta path and the
 slow path (first points), next to two baselines measured in the same run: an empty
-Python method call and a dict lookup + 3 list stores (the floor of any pure-Python
-per-point work); ``rates()`` per series after 10 and 60 new samples, next to a full
-rescan of the ring; memory per series (tracemalloc), typical and worst case.
+Python method call and a dict lookup + 3 stores (the floor of any pure-Python
+per-point work); ``read()`` per series; memory per series (tracemalloc) with the default
+outputs and with opt-in peaks and windows.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from otel_rtc.core.rates import RateConfig, RateEngine, SeriesRates
+from otel_rtc.core.rates import RateConfig, RateEngine
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -62,7 +62,7 @@ def make_observe(n_points, n_series, cumulative):
     obs = eng.observe
     # Warm up: create the series (slow path) once.
     for k in keys:
-        obs(k, 0.0, T0, start_ns=T0 if cumulative else None, cumulative=cumulative)
+        obs(k, 0.0, T0, T0 if cumulative else 0, cumulative)
     state = {"t": T0}
 
     def run():
@@ -73,10 +73,10 @@ def make_observe(n_points, n_series, cumulative):
             v = float((base + r) * 1000)
             if cumulative:
                 for k in keys:
-                    obs(k, v, tr, start_ns=T0)
+                    obs(k, v, tr, T0)
             else:
                 for k in keys:
-                    obs(k, 1000.0, tr, cumulative=False)
+                    obs(k, 1000.0, tr, 0, False)
         state["t"] = t + rounds * S
 
     def check():
@@ -92,7 +92,8 @@ def make_baselines(n_points, n_series):
     class Empty:
         __slots__ = ()
 
-        def observe(self, key, value, time_ns, *, start_ns=None, cumulative=True):
+        def observe(self, key, value, time_ns, start_ns=0, cumulative=True, flags=0,
+                    tag=None):
             return True
 
     e = Empty().observe
@@ -100,7 +101,7 @@ def make_baselines(n_points, n_series):
     def call():
         for r in range(rounds):
             for k in keys:
-                e(k, 1.0, r, start_ns=T0)
+                e(k, 1.0, r, T0)
 
     store = {k: [0, 0.0, 0] for k in keys}
     get = store.get
@@ -133,75 +134,57 @@ def bench_first_points(n):
     def run():
         eng = RateEngine(RateConfig(max_series=n + 1), clock=lambda: T0)
         for i in range(n):
-            eng.observe(i, 0.0, T0, start_ns=T0)
+            eng.observe(i, 0.0, T0, T0)
     return n / best_of(run, 3)
 
 
-def bench_rates(n_series, samples, new):
-    """Series/s of ``rates()`` with full rings, each read after ``new`` 1 s samples.
-
-    The peaks are maintained incrementally (caught up on each read), so a read costs
-    the windows plus the intervals that arrived since the previous read; re-reading
-    unchanged data would hide that. Also returns series/s of a full rescan of the
-    ring (``_rescan``, the definition the incremental peaks are checked against, and
-    what every read cost before), measured on the same data in the same run.
-    """
-    from otel_rtc.core.rates import _rescan
-
-    eng = RateEngine(RateConfig(max_series=n_series + 1, max_samples_per_series=samples),
-                     clock=lambda: T0)
+def bench_read(n_series, new, config=None):
+    """Series/s of ``read()``, each series having ``new`` 1 s samples since the last read."""
+    eng = RateEngine(config or RateConfig(max_series=n_series + 1), clock=lambda: T0)
     state = {"j": 0}
 
-    def feed(k):
+    def feed():
         j0 = state["j"]
         for i in range(n_series):
-            for j in range(j0, j0 + k):
+            for j in range(j0, j0 + new):
                 eng.observe(i, float(j * 100 + (j * 7919 % 13) * 10), T0 + j * S)
-        state["j"] = j0 + k
+        state["j"] = j0 + new
 
-    feed(samples + 1)
-    list(eng.items(T0 + state["j"] * S))
-    best = rescan = float("inf")
-    for _ in range(3):
-        feed(new)
-        now = T0 + (state["j"] - 1) * S
+    feed()
+    eng.read(T0 + state["j"] * S)
+    best = float("inf")
+    for _ in range(5):
+        feed()
+        now = T0 + state["j"] * S
         gc.collect()
         t = time.perf_counter()
-        for _ in eng.items(now):
-            pass
+        out = eng.read(now)
         best = min(best, time.perf_counter() - t)
-        series = list(eng._series.values())
-        gc.collect()
-        t = time.perf_counter()
-        for s in series:
-            _rescan(*s.chronological(), s.evicted_t1, now, eng._windows_ns, eng._horizon_ns,
-                    eng._peaks_ns)
-        rescan = min(rescan, time.perf_counter() - t)
-    return n_series / best, n_series / rescan
+        assert len(out) == n_series
+    return n_series / best
 
 
-def memory_per_series(n_series, samples, falling=False):
-    """Bytes per series with a full ring, read once (the peak stacks exist).
+def memory_per_series(n_series, config, samples=320):
+    """Bytes per series after ``samples`` 1 s samples and a read (tracemalloc).
 
-    ``falling``: every interval's rate below the previous one, the worst case of the
-    peak stacks (one entry per interval and sub-window); rising or steady rates keep
-    one entry.
+    The keys are built before the measurement (a processor keeps them anyway); the engine's
+    own state is measured: the dict slot, the series object and what it holds.
     """
+    keys = [("otel_rtc.traffic.bytes", (("otel_rtc.room", f"r{i}"),)) for i in range(n_series)]
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    eng = RateEngine(RateConfig(max_series=n_series + 1, max_samples_per_series=samples),
-                     clock=lambda: T0)
-    n = samples + 2  # fill the ring completely
-    for i in range(n_series):
-        v = 0.0
-        for j in range(n):
-            v += (n - j) * 10.0 if falling else 100.0
-            eng.observe(("bytes", i), v, T0 + j * S)
-    for _ in eng.items(T0 + (n - 1) * S):
-        pass
+    eng = RateEngine(config, clock=lambda: T0)
+    for j in range(samples):
+        t = T0 + j * S
+        v = float(j * 1000)
+        for k in keys:
+            eng.observe(k, v, t)
+        if j % 60 == 59:
+            eng.read(t)
     used = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
+    assert len(eng) == n_series
     del eng
     return used / n_series
 
@@ -231,17 +214,17 @@ def main():
     emit(f"observe delta                   {delta / 1e6:6.2f} M points/s  "
          f"({delta / call:.2f}x of an empty call)")
     emit(f"observe first point (new series){first / 1e6:6.2f} M points/s")
-    for samples in (320, 64):
-        for new in (10, 60):
-            inc, full = bench_rates(500, samples, new)
-            emit(f"rates() per series, ring {samples:4d}, {new:2d} new   {inc:9,.0f} series/s  "
-                 f"(full rescan of the ring: {full:7,.0f} series/s, {inc / full:.1f}x)")
-    for samples in (320, 64):
-        m = memory_per_series(2000, samples)
-        w = memory_per_series(2000, samples, falling=True)
-        emit(f"memory per series, ring {samples:4d}    {m:9,.0f} bytes "
-             f"({m / samples:.1f} B/interval); falling rates (worst case) {w:,.0f} bytes")
-    assert SeriesRates  # the record type exists (import check for the reader)
+    for new in (10, 60):
+        emit(f"read() per series, {new:2d} new samples {bench_read(1000, new):11,.0f} series/s "
+             "(default outputs: span mean + 1 s peak)")
+    opt = RateConfig(peak_subwindows_s=(1.0, 5.0), windows_s=(60.0, 300.0), max_series=5000)
+    emit(f"read() per series, 60 new, opt-in  {bench_read(1000, 60, opt):11,.0f} series/s "
+         "(+ 5 s peak, 60 s and 300 s windows)")
+    m = memory_per_series(2000, RateConfig(max_series=5000))
+    emit(f"memory per series, default outputs {m:9,.0f} bytes (target <= 1 KB, goal 200 B: "
+         f"{'MET' if m <= 1024 else 'NOT MET'})")
+    w = memory_per_series(2000, opt)
+    emit(f"memory per series, opt-in 5 s peak + 60/300 s windows {w:9,.0f} bytes")
     if a.write:
         text = "\n".join([
             "# RateEngine benchmark results",
