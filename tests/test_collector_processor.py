@@ -411,6 +411,12 @@ def test_rates_can_be_disabled_and_bad_env_falls_back(caplog):
     assert "OTEL_RTC_LOAD" in caplog.text and "OTEL_RTC_RATE" in caplog.text
 
 
+def test_self_telemetry_names_match_the_core_names():
+    from otel_rtc.core import names
+
+    assert (cp.DROPPED, cp.ERRORS) == (names.TELEMETRY_DROPPED, names.INTERNAL_ERRORS)
+
+
 def test_module_imports_only_the_pure_core():
     import subprocess
 
@@ -586,7 +592,7 @@ def test_end_to_end_in_process_derivation_is_not_derived_again(otlp_receiver,
     from otel_rtc.core.clock import ManualClock
     from otel_rtc.core.load import TrafficLoadConfig
     from otel_rtc.instrumentation.traffic import TrafficAccounting
-    from otel_rtc.sdk.export import RtcMetricExporter
+    from otel_rtc.sdk.export import RtcWrappingMetricExporter
     from otel_rtc.sdk.processors import CounterSampler, WindowRateProcessor
 
     col = rotel_collector(exporter_endpoint=otlp_receiver.endpoint,
@@ -594,7 +600,7 @@ def test_end_to_end_in_process_derivation_is_not_derived_again(otlp_receiver,
     clock = ManualClock(T0)
     sampler = CounterSampler(1.0, clock=clock, autostart=False)  # the global sources
     proc = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
-    exporter = RtcMetricExporter(OTLPMetricExporter(f"{col.http_endpoint}/v1/metrics"),
+    exporter = RtcWrappingMetricExporter(OTLPMetricExporter(f"{col.http_endpoint}/v1/metrics"),
                                  processors=[proc])
     mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(
         exporter, export_interval_millis=3_600_000)])

@@ -73,6 +73,8 @@ COMPONENT = "collector_processor"
 SCOPE_NAME = "otel_rtc.collector"
 IN_PROCESS_SCOPE = "otel_rtc.rates"
 """Scope of the in-process processor's output: its resource already derives rates."""
+# names.TELEMETRY_DROPPED / names.INTERNAL_ERRORS, spelled here because this module must
+# name them even when importing otel_rtc failed (tests/test_collector_processor.py checks).
 DROPPED = "otel_rtc.telemetry.dropped"
 ERRORS = "otel_rtc.internal.errors"
 MAX_RESOURCES = 2_000

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from otel_rtc.core import names
 from otel_rtc.core.clock import Clock, wall_clock_ns
 from otel_rtc.core.env import env_value, parse_bool
 from otel_rtc.core.load import DIRECTIONS, MEDIA, LoadWeights, TrafficLoadConfig, room_loads
@@ -43,28 +44,28 @@ _logger = logging.getLogger("otel_rtc")
 
 RATE_SUFFIX = ".rate"
 PEAK_SUFFIX = ".rate.peak"
-ATTR_WINDOW = "otel_rtc.rate.window"
-ATTR_SUBWINDOW = "otel_rtc.rate.subwindow"
+ATTR_WINDOW = names.ATTR_RATE_WINDOW
+ATTR_SUBWINDOW = names.ATTR_RATE_SUBWINDOW
 ATTR_ANOMALY = "otel_rtc.rate.anomaly"
-ATTR_COMPONENT = "otel_rtc.component"
+ATTR_COMPONENT = names.ATTR_COMPONENT
 SPAN_LABEL = "span"
 """``otel_rtc.rate.window`` value of the mean over the reading's span."""
 
-ATTR_ROOM = "otel_rtc.room"
-ATTR_PARTICIPANT = "otel_rtc.participant"
-ATTR_DIRECTION = "otel_rtc.direction"
-ATTR_MEDIA = "otel_rtc.media.kind"
+ATTR_ROOM = names.ATTR_ROOM
+ATTR_PARTICIPANT = names.ATTR_PARTICIPANT
+ATTR_DIRECTION = names.ATTR_DIRECTION
+ATTR_MEDIA = names.ATTR_MEDIA_KIND
 
-TRAFFIC_PACKETS = "otel_rtc.traffic.packets"
-TRAFFIC_BYTES = "otel_rtc.traffic.bytes"
+TRAFFIC_PACKETS = names.TRAFFIC_PACKETS
+TRAFFIC_BYTES = names.TRAFFIC_BYTES
 _TRAFFIC_UNITS = {TRAFFIC_PACKETS: "packets", TRAFFIC_BYTES: "bytes"}
 
-LOAD_PREFIX = "otel_rtc.traffic.load."
-LOAD_SCORE = "otel_rtc.traffic.load.score"
-LOAD_SHARE = "otel_rtc.traffic.load.share"
-LOAD_BYTES_RATE = "otel_rtc.traffic.load.bytes.rate"
-LOAD_PACKETS_RATE = "otel_rtc.traffic.load.packets.rate"
-LOAD_PARTICIPANTS = "otel_rtc.traffic.load.participants"
+LOAD_PREFIX = names.LOAD_PREFIX
+LOAD_SCORE = names.LOAD_SCORE
+LOAD_SHARE = names.LOAD_SHARE
+LOAD_BYTES_RATE = names.LOAD_BYTES_RATE
+LOAD_PACKETS_RATE = names.LOAD_PACKETS_RATE
+LOAD_PARTICIPANTS = names.LOAD_PARTICIPANTS
 ANOMALIES = "otel_rtc.rates.anomalies"
 SERIES = "otel_rtc.rates.series"
 """Gauge: series the engine tracks. The in-process processor emits it on every export, so

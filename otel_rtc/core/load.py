@@ -29,13 +29,14 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from otel_rtc.core import names
 from otel_rtc.core.clock import Clock, wall_clock_ns
 from otel_rtc.core.rates import RateConfig, RateEngine
 
 DIRECTIONS = ("up", "down")
 MEDIA = ("audio", "video", "data")
 UNITS = ("packets", "bytes")
-OTHERS = "_other"
+OTHERS = names.OTHER
 """Participant id of the aggregate of everyone outside the top-N."""
 
 StreamKey = tuple[str, str, str]

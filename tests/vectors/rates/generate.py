@@ -324,7 +324,7 @@ def cases() -> list[dict]:
         "32 kbit/s + 50 packets/s of audio, carol 80 bit/s of data in another room. "
         "Default weights (bit 1, packet 4000, others 1). Per room: rates per "
         "direction/media/unit, the score and the participant count; with top_n 1, "
-        "alice's share and everyone else as _others.",
+        "alice's share and everyone else as _other.",
         series,
         [{"points": pts},
          {"read": t(10),
