@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_rtc.core.clock import ManualClock
 from otel_rtc.instrumentation.self_telemetry import drop_count, error_count
 from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
-from otel_rtc.sdk.export import MetricsProcessor
+from otel_rtc.sdk.export import MetricsProcessor, apply_export_stage
 
 __all__ = ["CapturingMetricExporter", "ManualClock", "RtcInMemoryMetricReader", "TestPipeline",
            "drop_count", "error_count", "make_test_pipeline"]
@@ -81,10 +81,8 @@ class RtcInMemoryMetricReader(InMemoryMetricReader):
     def _receive_metrics(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> None:
-        merged = self.registry.merge_into(metrics_data, self._instrument_class_temporality)
-        data = merged if merged is not None else metrics_data
-        for p in self.processors:
-            data = p.process(data)
+        data = apply_export_stage(metrics_data, self.registry, self.processors,
+                                  self._instrument_class_temporality, "test_reader")
         super()._receive_metrics(data, timeout_millis=timeout_millis, **kwargs)
 
 
