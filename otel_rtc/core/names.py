@@ -86,6 +86,8 @@ TRAFFIC_PADDING_BYTES = "otel_rtc.traffic.padding_bytes"
 TRAFFIC_BASELINED_REPORTS = "otel_rtc.traffic.baselined_reports"
 
 # -- derived by the processors (rates and traffic load) ---------------------------------
+RATES_SCOPE = "otel_rtc.rates"
+"""Instrumentation scope of the in-process processors' output."""
 LOAD_PREFIX = "otel_rtc.traffic.load."
 LOAD_SCORE = LOAD_PREFIX + "score"
 LOAD_SHARE = LOAD_PREFIX + "share"

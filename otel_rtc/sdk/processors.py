@@ -55,6 +55,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_rtc.core import names
 from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
 from otel_rtc.core.derived import (
     ANOMALIES,
@@ -98,7 +99,7 @@ __all__ = [
 
 SampleCallback = Callable[[int, list[Sample]], None]
 
-_SCOPE = InstrumentationScope("otel_rtc.rates", __version__)
+_SCOPE = InstrumentationScope(names.RATES_SCOPE, __version__)
 _KNOWN_UNITS: dict[str, tuple[str, str]] = {n: (u, d) for n, u, d in TRAFFIC_METRICS}
 """Units of the counters sample sources report (samples carry no unit)."""
 
@@ -445,7 +446,7 @@ class _DerivedProcessor(MetricsProcessor):
         """The engine's series count (always: it marks the scope) and its anomalies."""
         out = [Metric(name=SERIES, description=SERIES_DESC, unit="{series}",
                       data=Gauge(data_points=[NumberDataPoint(
-                          {"otel_rtc.component": self.component}, self._start_ns, now,
+                          {names.ATTR_COMPONENT: self.component}, self._start_ns, now,
                           len(self.deriver))]))]
         pts = self.deriver.anomaly_points(self.component)
         if pts:
