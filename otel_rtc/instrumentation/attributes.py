@@ -36,12 +36,6 @@ class AttrSet:
     def __repr__(self) -> str:
         return f"AttrSet({dict(self.mapping)!r})"
 
-    def with_(self, **extra: AttributeValue) -> AttrSet:
-        """Return a new set with ``extra`` added (not interned; cache the result)."""
-        merged = dict(self.mapping)
-        merged.update(extra)
-        return AttrSet(merged)
-
 
 _interned: dict[tuple[tuple[str, AttributeValue], ...], AttrSet] = {}
 _intern_lock = threading.Lock()
