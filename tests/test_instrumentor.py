@@ -52,7 +52,7 @@ def test_no_library_dependencies():
     assert tuple(RtcInstrumentor().instrumentation_dependencies()) == ()
 
 
-def test_binds_rtc_stage_and_reverses(restore_switches):
+def test_binds_rtc_stage_and_reverses(restore_switches, monkeypatch):
     registry = LocalAggregationRegistry()
     reader = PeriodicExportingMetricReader(
         RtcWrappingMetricExporter(CapturingMetricExporter(), registry=registry),
@@ -63,13 +63,13 @@ def test_binds_rtc_stage_and_reverses(restore_switches):
         assert rtc_registry_of(MeterProvider()) is None
         assert isinstance(get_recorder([SPEC], [], mp), BufferedRecorder) is False
         inst = RtcInstrumentor()
-        inst.instrument(meter_provider=mp, bursts=True, configure=False)
+        monkeypatch.setenv(_switch.ENV_ENABLED, "true")  # the one env switch of bursts
+        inst.instrument(meter_provider=mp, configure=False)
         assert inst.is_instrumented_by_opentelemetry
         assert isinstance(get_recorder([SPEC], [], mp), BufferedRecorder)
-        assert restore_switches.enabled is True
+        assert restore_switches.enabled is True  # applied at instrument() time
         inst.uninstrument()
         assert not isinstance(get_recorder([SPEC], [], mp), BufferedRecorder)
-        assert restore_switches.enabled is False  # back to what it was
     finally:
         mp.shutdown()
 

@@ -69,9 +69,11 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     ``instrument()`` keyword arguments (all optional):
 
     * ``meter_provider``: bind to this provider instead of the global one;
-    * ``bursts``: switch burst tracking on or off (overrides the env var);
     * ``configure``: ``False`` never calls :func:`otel_rtc.configure` (default: only
       when no SDK provider is installed and ``OTEL_RTC_AUTO_CONFIGURE`` allows it).
+
+    Burst tracking follows ``OTEL_RTC_BURSTS_ENABLED`` (and ``OTEL_RTC_CONFIG_FILE``),
+    read at ``instrument()`` time; at run time use :func:`otel_rtc.burst_switches`.
 
     Nothing here raises into the application: failures are counted in
     ``otel_rtc.internal.errors``.
@@ -80,7 +82,6 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _telemetry: Any = None
     _bound: weakref.ref[Any] | None = None
     _started_watcher = False
-    _enabled_before: bool | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """None: otel_rtc instruments the application's own code."""
@@ -104,7 +105,6 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._telemetry = None
         self._bound = None
         self._started_watcher = False
-        self._enabled_before = _switch.burst_switches().enabled
 
         mp = kwargs.get("meter_provider")
         want_configure = kwargs.get("configure")
@@ -129,9 +129,6 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
         switches = _switch.burst_switches()
         switches.poll()  # the env-var switches
-        bursts = kwargs.get("bursts")
-        if bursts is not None:
-            switches.set(enabled=bool(bursts))
         if switches.config_file and not switches.watching:
             switches.start_watcher(_WATCH_INTERVAL_S)
             self._started_watcher = True
@@ -142,8 +139,6 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             if self._started_watcher:
                 switches.stop_watcher()
                 self._started_watcher = False
-            if self._enabled_before is not None and switches.enabled != self._enabled_before:
-                switches.set(enabled=self._enabled_before)
             mp = self._bound() if self._bound is not None else None
             self._bound = None
             if mp is not None:
