@@ -27,6 +27,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +36,20 @@ from typing import Any
 from opentelemetry._logs import SeverityNumber, get_logger
 
 from otel_rtc.core.env import env_str, env_value
-from otel_rtc.instrumentation.self_telemetry import count_drop, register_self_metrics, report_error
+from otel_rtc.instrumentation.self_telemetry import (
+    drop_count,
+    register_self_metrics,
+    report_error,
+)
 from otel_rtc.sdk.aggregation import (
     LocalAggregationRegistry,
     bind_registry,
     default_registry,
+)
+from otel_rtc.sdk.batching import (
+    DEFAULT_SHUTDOWN_TIMEOUT_S,
+    RtcBatchLogRecordProcessor,
+    RtcBatchSpanProcessor,
 )
 from otel_rtc.sdk.export import MetricsProcessor
 from otel_rtc.version import __version__
@@ -70,14 +80,18 @@ DEFAULT_EXPORT_TIMEOUT_S = 3.0
 Short, so that an absent collector costs the exporting thread little and shutdown is
 quick; retries happen inside this budget.
 """
-DEFAULT_SHUTDOWN_TIMEOUT_S = 5.0
 FILE_NAMES: dict[str, str] = {
     "traces": "traces.jsonl",
     "metrics": "metrics.jsonl",
     "logs": "logs.jsonl",
 }
 SPAN_QUEUE_SIZE = 2048
-"""Spans held while the exporter is slow or absent; older ones are dropped beyond this."""
+"""Spans (and log records) held while the exporter is slow or absent; new ones are
+dropped, and counted, beyond this."""
+_EXPORT_COMPONENTS = ("export.traces", "export.logs", "export.metrics")
+EXIT_TIMEOUT_S = 0.8
+"""The deadline of the exit hook's shutdown: the interpreter's own teardown after it
+takes 0.05-0.25 s here, and the whole exit should stay within 1 s."""
 
 _PROTOCOLS = ("http/protobuf", "grpc")
 _SIGNALS = ("traces", "metrics", "logs")
@@ -168,7 +182,8 @@ def _global_logger_provider_set() -> bool:
 class _Owned:
     """What one configure() call created, and so must shut down."""
 
-    span_processors: list[Any] = field(default_factory=list)  # and log processors
+    batch_processors: list[RtcBatchSpanProcessor | RtcBatchLogRecordProcessor] = field(
+        default_factory=list)
     tracer_provider: Any = None
     meter_provider: Any = None
     logger_provider: Any = None
@@ -219,31 +234,26 @@ class Telemetry:
         return {k: v for k, v in out.items() if v is not None}
 
     def force_flush(self, timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
-        """Export what is buffered now, waiting at most about ``timeout_s``.
+        """Export what is buffered now, every signal at once, by one deadline.
 
         Returns:
-            Whether every provider flushed within the time. Never raises.
+            Whether every provider flushed within ``timeout_s``. Never raises.
         """
-        providers = [self.tracer_provider, self.meter_provider, self.logger_provider]
-
-        def flush() -> bool:
-            ok = True
-            for p in providers:
-                fn = getattr(p, "force_flush", None)
-                if fn is None:
-                    continue
-                try:
-                    res = fn(int(timeout_s * 1000)) if p is self.meter_provider else fn()
-                    ok = ok and res is not False
-                except Exception as exc:
-                    report_error("configure.flush", exc)
-                    ok = False
-            return ok
-
-        return _bounded(flush, timeout_s, default=False)
+        end, deadline = _deadlines(timeout_s)
+        calls = []
+        for p in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            if callable(getattr(p, "force_flush", None)):
+                calls.append(lambda p=p: p.force_flush(timeout_millis=_ms_left(deadline)))
+        results = _run_until(end, calls, "configure.flush")
+        return all(r is not None and r is not False for r in results)
 
     def shutdown(self, timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> None:
-        """Flush and stop what this call created (idempotent, bounded, never raises).
+        """Flush and stop what this call created by one deadline (idempotent, never raises).
+
+        Spans, log records and metrics are flushed at once, all against the same
+        deadline ``timeout_s`` from now (not one budget per stage). Whatever is still
+        unexported then is abandoned and counted in ``otel_rtc.telemetry.dropped``
+        (reason ``shutdown_timeout``), and one warning says how much.
 
         Injected providers are left running: they belong to the caller. Global providers
         stay installed (the OTel API cannot unset them) but export nothing afterwards.
@@ -253,24 +263,31 @@ class Telemetry:
             if owned.shut_down:
                 return
             owned.shut_down = True
-        atexit.unregister(self.shutdown)
-        budget_ms = max(int(timeout_s * 1000), 1)
-
-        def stop() -> None:
-            # Our own batch processors first, with a deadline: TracerProvider.shutdown()
-            # would give them 30 s each against an absent collector.
-            for sp in owned.span_processors:
-                _guarded(lambda sp=sp: _shutdown_batch(sp, budget_ms // 3))
-            if owned.tracer_provider is not None:
-                _guarded(owned.tracer_provider.shutdown)
-            if owned.meter_provider is not None:
-                _guarded(lambda: owned.meter_provider.shutdown(timeout_millis=budget_ms // 3))
-            if owned.logger_provider is not None:
-                _guarded(owned.logger_provider.shutdown)
-
+        atexit.unregister(self._at_exit)
+        end, deadline = _deadlines(timeout_s)
         for lg, bridge in owned.log_bridges:
             lg.removeHandler(bridge)
-        _bounded(stop, timeout_s, default=None)
+        before = {c: drop_count(c, "shutdown_timeout") for c in _EXPORT_COMPONENTS}
+        calls: list[Callable[[], Any]] = [
+            lambda p=p: p.queue.shutdown(deadline) for p in owned.batch_processors]
+        if owned.meter_provider is not None:
+            mp = owned.meter_provider
+            calls.append(lambda: mp.shutdown(timeout_millis=_ms_left(deadline)))
+        _run_until(end, calls, "configure.shutdown")
+        # Their batch processors are stopped: these return at once.
+        for provider in (owned.tracer_provider, owned.logger_provider):
+            if provider is not None:
+                try:
+                    provider.shutdown()
+                except Exception as exc:
+                    report_error("configure.shutdown", exc)
+        lost = {c: drop_count(c, "shutdown_timeout") - before[c] for c in _EXPORT_COMPONENTS}
+        if any(lost.values()):
+            _logger.warning(
+                "otel_rtc: telemetry shutdown deadline (%.1f s) passed; abandoned %d spans, "
+                "%d log records and %d metric points (collector slow or unreachable?); "
+                "counted in otel_rtc.telemetry.dropped", timeout_s, lost["export.traces"],
+                lost["export.logs"], lost["export.metrics"])
         if owned.owns_default_registry:
             global _default_registry_owner
             with _state_lock:
@@ -278,104 +295,51 @@ class Telemetry:
                     _default_registry_owner = None
 
 
-def _shutdown_batch(processor: Any, timeout_millis: int) -> None:
-    # The SDK's batch processors take no deadline in shutdown() (30 s by default); their
-    # shared inner BatchProcessor does.
-    inner = getattr(processor, "_batch_processor", None)
-    if inner is not None and hasattr(inner, "shutdown"):
-        inner.shutdown(timeout_millis=timeout_millis)
-    else:
-        processor.shutdown()
+    def _at_exit(self) -> None:
+        self.shutdown(timeout_s=EXIT_TIMEOUT_S)
 
 
-def _guarded(fn: Callable[[], object]) -> None:
-    try:
-        fn()
-    except Exception as exc:
-        report_error("configure.shutdown", exc)
+def _ms_left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.0) * 1000
 
 
-def _bounded(fn: Callable[[], Any], timeout_s: float, default: Any) -> Any:
-    """Run ``fn`` in a daemon thread; give up waiting after ``timeout_s``."""
-    result: list[Any] = []
+# A call bounded by a deadline returns a few ms after it (thread switches, counting
+# what it abandons, stopping the exporters); this margin keeps that inside timeout_s.
+_DEADLINE_SLACK_S = 0.05
 
-    def run() -> None:
+
+def _deadlines(timeout_s: float) -> tuple[float, float]:
+    """``(end, deadline)``: the caller returns by ``end``; the work stops at ``deadline``."""
+    timeout_s = max(timeout_s, 0.0)
+    end = time.monotonic() + timeout_s
+    return end, end - min(_DEADLINE_SLACK_S, timeout_s / 10)
+
+
+def _run_until(end: float, calls: Sequence[Callable[[], Any]], component: str) -> list[Any]:
+    """Run ``calls`` concurrently in daemon threads; wait for them until ``end``.
+
+    Each call is bounded by the same deadline itself; this keeps one that is not (an
+    injected provider's, say) from holding the caller up. Returns each call's result,
+    ``None`` for one that raised or had not finished.
+    """
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int, fn: Callable[[], Any]) -> None:
         try:
-            result.append(fn())
+            results[i] = fn()
         except Exception as exc:
-            report_error("configure", exc)
+            report_error(component, exc)
 
-    t = threading.Thread(target=run, name="otel_rtc-configure", daemon=True)
-    t.start()
-    t.join(max(timeout_s, 0.0))
-    if t.is_alive():
-        _logger.warning("otel_rtc: telemetry flush/shutdown did not finish within %.1f s; "
-                        "leaving it to a background thread", timeout_s)
-        return default
-    return result[0] if result else default
-
-
-class _CountedQueueDrops:
-    """Stands in for an SDK batch processor's self-metrics, counting its drops too.
-
-    The SDK drops spans and log records when its bounded queue is full (the application
-    is never blocked) and reports that only through its own internal metrics, which are
-    off unless ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`` is set. otel_rtc counts every
-    drop in ``otel_rtc.telemetry.dropped`` whatever that setting.
-    """
-
-    def __init__(self, inner: Any, component: str) -> None:
-        self._inner = inner
-        self._component = component
-
-    def register_queue_size(self, get_queue_size: Callable[[], int]) -> None:
-        self._inner.register_queue_size(get_queue_size)
-
-    def drop_items(self, count: int, error_type: str = "queue_full") -> None:
-        count_drop(self._component, error_type, count)
-        self._inner.drop_items(count, error_type)
-
-    def finish_items(self, count: int) -> None:
-        self._inner.finish_items(count)
-
-
-class _CountedExportFailures:
-    """Wraps a span or log exporter: what it fails to export is counted as dropped.
-
-    The SDK's batch processors log a failed export and move on; the items are lost. This
-    counts them in ``otel_rtc.telemetry.dropped{otel_rtc.drop.reason="export_failed"}``
-    so an absent collector is visible as a metric (once metrics reach somewhere).
-    """
-
-    def __init__(self, inner: Any, component: str) -> None:
-        self._inner = inner
-        self._component = component
-
-    def export(self, batch: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
-        result = self._inner.export(batch, *args, **kwargs)
-        if getattr(result, "name", "SUCCESS") != "SUCCESS":
-            count_drop(self._component, "export_failed", len(batch))
-        return result
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return bool(self._inner.force_flush(timeout_millis))
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def __getattr__(self, name: str) -> Any:  # anything else the SDK may ask of it
-        return getattr(self._inner, name)
-
-
-def _count_queue_drops(processor: Any, component: str) -> None:
-    """Count the queue drops of an SDK batch span/log processor (best effort)."""
-    inner = getattr(processor, "_batch_processor", None)
-    metrics = getattr(inner, "_metrics", None)
-    if metrics is None or not hasattr(metrics, "drop_items"):
-        _logger.warning("otel_rtc: this opentelemetry-sdk's batch processor does not expose "
-                        "its queue drops; %s overflow is not counted by otel_rtc", component)
-        return
-    inner._metrics = _CountedQueueDrops(metrics, component)
+    threads = [threading.Thread(target=run, args=(i, fn), name="otel_rtc-shutdown", daemon=True)
+               for i, fn in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(end - time.monotonic(), 0.0))
+    if any(t.is_alive() for t in threads):
+        _logger.warning("otel_rtc: telemetry flush/shutdown did not finish by its deadline; "
+                        "leaving it to a background thread")
+    return results
 
 
 _SEVERITY: dict[int, SeverityNumber] = {
@@ -664,17 +628,15 @@ def configure(
     tp = tracer_provider
     if tp is None:
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        tp = TracerProvider(resource=resource)
+        # Our exit hook (below) shuts everything down by one deadline; the SDK's own
+        # hooks would each wait on their own.
+        tp = TracerProvider(resource=resource, shutdown_on_exit=False)
         if span_exp is not None:
-            bsp = BatchSpanProcessor(_CountedExportFailures(span_exp, "export.traces"),
-                                     max_queue_size=SPAN_QUEUE_SIZE,
-                                     schedule_delay_millis=1000,
-                                     export_timeout_millis=timeout_s * 1000)
-            _count_queue_drops(bsp, "export.traces")
+            bsp = RtcBatchSpanProcessor(span_exp, "export.traces",
+                                        max_queue_size=SPAN_QUEUE_SIZE)
             tp.add_span_processor(bsp)
-            owned.span_processors.append(bsp)
+            owned.batch_processors.append(bsp)
         owned.tracer_provider = tp
 
     # The default registry feeds the global provider; one live owner at a time, because
@@ -708,7 +670,7 @@ def configure(
             readers.append(PeriodicExportingMetricReader(
                 rtc, export_interval_millis=interval_s * 1000,
                 export_timeout_millis=timeout_s * 1000))
-        mp = MeterProvider(metric_readers=readers, resource=resource)
+        mp = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
         if readers:
             bind_registry(mp, registry)
         else:
@@ -722,17 +684,13 @@ def configure(
     lp = logger_provider
     if lp is None:
         from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-        lp = LoggerProvider(resource=resource)
+        lp = LoggerProvider(resource=resource, shutdown_on_exit=False)
         if log_exp is not None:
-            blp = BatchLogRecordProcessor(
-                _CountedExportFailures(log_exp, "export.logs"),
-                max_queue_size=SPAN_QUEUE_SIZE, schedule_delay_millis=1000,
-                export_timeout_millis=timeout_s * 1000)
-            _count_queue_drops(blp, "export.logs")
+            blp = RtcBatchLogRecordProcessor(log_exp, "export.logs",
+                                             max_queue_size=SPAN_QUEUE_SIZE)
             lp.add_log_record_processor(blp)
-            owned.span_processors.append(blp)
+            owned.batch_processors.append(blp)
             _bridge_stdlib_logger(BURST_LOGGER, lp, owned)
         owned.logger_provider = lp
 
@@ -755,9 +713,8 @@ def configure(
         is_global=is_global,
         _owned=owned,
     )
-    # Runs before the SDK providers' own exit hooks (atexit is LIFO), which would give
-    # each batch processor 30 s against an absent collector.
-    atexit.register(handle.shutdown)
+    # The one exit hook of what this call created: flush and shutdown by one deadline.
+    atexit.register(handle._at_exit)
     return handle
 
 

@@ -15,6 +15,7 @@ temporality and aggregation. A failure in either step is contained: it is counte
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Sequence
 
 from opentelemetry.sdk.metrics.export import (
@@ -122,6 +123,9 @@ class RtcWrappingMetricExporter(MetricExporter):
         self.inner = inner
         self.registry = registry if registry is not None else default_registry()
         self.processors: list[MetricsProcessor] = list(processors)
+        self._lock = threading.Lock()
+        self._in_flight = 0  # data points of the export under way
+        self._in_flight_counted = False
         self.registry.active = True
         _bump_generation()
 
@@ -146,17 +150,28 @@ class RtcWrappingMetricExporter(MetricExporter):
 
         A failed export is counted: its data points in
         ``otel_rtc.telemetry.dropped{otel_rtc.drop.reason="export_failed"}`` (cumulative
-        series recover their totals at the next success; delta ones lose them).
+        series recover their totals at the next success; delta ones lose them). An export
+        still running when :meth:`shutdown` is called counts as ``shutdown_timeout``.
         """
         data = self.transform(metrics_data)
-        result = self.inner.export(data, timeout_millis=timeout_millis)
-        if result is not MetricExportResult.SUCCESS:
-            try:
-                n = sum(len(m.data.data_points) for rm in data.resource_metrics
-                        for sm in rm.scope_metrics for m in sm.metrics)
-                count_drop("export.metrics", "export_failed", n)
-            except Exception as exc:
-                report_error("exporter", exc)
+        try:
+            n = sum(len(m.data.data_points) for rm in data.resource_metrics
+                    for sm in rm.scope_metrics for m in sm.metrics)
+        except Exception as exc:
+            report_error("exporter", exc)
+            n = 0
+        with self._lock:
+            self._in_flight, self._in_flight_counted = n, False
+        try:
+            result = self.inner.export(data, timeout_millis=timeout_millis)
+        except Exception as exc:
+            report_error("exporter", exc)
+            result = MetricExportResult.FAILURE
+        with self._lock:
+            counted = self._in_flight_counted
+            self._in_flight = 0
+        if result is not MetricExportResult.SUCCESS and not counted:
+            count_drop("export.metrics", "export_failed", n)
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -164,7 +179,16 @@ class RtcWrappingMetricExporter(MetricExporter):
         return self.inner.force_flush(timeout_millis=timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
-        """Shut down processors and the inner exporter; later events use the SDK path."""
+        """Shut down processors and the inner exporter; later events use the SDK path.
+
+        The SDK's reader calls this at its shutdown deadline even while its last export
+        is still retrying: those points are counted as abandoned (``shutdown_timeout``)
+        and the inner exporter's shutdown interrupts the retries.
+        """
+        with self._lock:
+            if self._in_flight and not self._in_flight_counted:
+                self._in_flight_counted = True
+                count_drop("export.metrics", "shutdown_timeout", self._in_flight)
         close_export_stage(self.registry, self.processors, "exporter")
         _bump_generation()
         self.inner.shutdown(timeout_millis=timeout_millis)
