@@ -5,6 +5,7 @@ notifiers captured the subscriber's participant graph and were never removed. He
 observer is owned by the session and removed when it closes.
 """
 
+import collections
 import gc
 import tracemalloc
 import weakref
@@ -119,3 +120,39 @@ def test_cycles_leave_nothing_behind():
     assert objects_late - objects_early < 500, (objects_early, objects_late)
     growth = after - base
     assert growth < 128 * 1024, f"memory grew by {growth} bytes over {traced} cycles"
+
+
+def test_ended_sessions_are_bounded_by_count_within_the_grace_period():
+    """100k resume cycles of one participant inside the 3-minute grace period: the
+    ended sessions kept are capped by ``max_ended``, so memory stops growing."""
+    from otel_rtc.core.sessions import SessionCore
+
+    clock = ManualClock(0)
+    evicted = collections.Counter()
+
+    def reject(reason):
+        evicted[reason] += 1
+
+    core = SessionCore(clock=clock, max_ended=1_000, on_reject=reject)
+
+    def cycles(n):
+        for _ in range(n):
+            core.join("r", "p", "signal")
+            core.join("r", "p", "media")
+            core.leave("r", "p", "signal", expect_resume=True)
+            core.join("r", "p", "signal")
+            core.leave("r", "p", "media")
+            core.leave("r", "p", "signal")
+            clock.advance(NS_PER_S // 1000)  # 100 s in all: nothing reaches the grace
+
+    tracemalloc.start()
+    cycles(5_000)  # past the cap
+    gc.collect()
+    base, _ = tracemalloc.get_traced_memory()
+    cycles(95_000)
+    gc.collect()
+    after, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert core.ended == 1_000
+    assert evicted["ended_evicted"] == 100_000 - 1_000
+    assert after - base < 64 * 1024, f"memory grew by {after - base} bytes"

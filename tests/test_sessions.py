@@ -324,3 +324,269 @@ def test_concurrent_sources_keep_exactly_once():
     left = sum(e.name == PARTICIPANT_LEFT for e in events)
     assert joined == left >= 1
     assert reg.active == 0
+
+
+# -- issue #11: resumes whichever holder releases last, per-connection references ------
+
+
+def test_resume_stays_pending_when_another_holder_releases_last():
+    h = Harness()
+    h.reg.join("r", "p1", "signal")
+    h.reg.join("r", "p1", "media")
+    h.reg.leave("r", "p1", "signal", expect_resume=True)  # resume announced here
+    h.reg.leave("r", "p1", "media")  # a plain leave drops the last reference
+    assert h.reg.session("r", "p1").state == SUSPENDED
+    assert h.names() == [PARTICIPANT_JOINED] and h.reg.active == 1
+    h.advance(3)
+    h.reg.join("r", "p1", "signal")  # the new connection: revived, connected state kept
+    h.reg.join("r", "p1", "media")
+    h.reg.leave("r", "p1", "media")
+    h.reg.leave("r", "p1", "signal")
+    assert h.names() == [PARTICIPANT_JOINED, PARTICIPANT_LEFT]
+    assert h.events[-1].reason == "left" and h.events[-1].resumes == 1
+
+
+def test_pending_resume_ends_with_the_grace_period():
+    h = Harness()
+    h.reg.join("r", "p1", "signal")
+    h.reg.join("r", "p1", "media")
+    h.reg.leave("r", "p1", "signal", expect_resume=True)
+    h.advance(100)
+    h.reg.leave("r", "p1", "media")  # suspended until 180 s after the announcement
+    h.advance(79)
+    h.reg.reap()
+    assert h.names() == [PARTICIPANT_JOINED]
+    h.advance(2)
+    h.reg.reap()
+    assert h.names() == [PARTICIPANT_JOINED, PARTICIPANT_LEFT]
+    assert h.events[-1].reason == "resume_timeout"
+
+
+def test_announcement_older_than_grace_does_not_suspend():
+    h = Harness()
+    h.reg.join("r", "p1", "signal")
+    h.reg.join("r", "p1", "media")
+    h.reg.leave("r", "p1", "signal", expect_resume=True)
+    h.advance(200)  # the resume never came within the grace period
+    h.reg.leave("r", "p1", "media")
+    assert h.names() == [PARTICIPANT_JOINED, PARTICIPANT_LEFT]
+    assert h.events[-1].reason == "left"
+
+
+def test_duplicated_close_of_old_connection_does_not_release_the_new_one():
+    h = Harness()
+    h.reg.join("r", "p1", "signal", connection="ws-1")
+    h.reg.join("r", "p1", "signal", connection="ws-2")  # resume: new before old closes
+    h.reg.leave("r", "p1", "signal", connection="ws-1")
+    h.reg.leave("r", "p1", "signal", connection="ws-1")  # duplicated close
+    assert h.names() == [PARTICIPANT_JOINED]
+    assert h.reg.session("r", "p1").refs == {"signal": 1}
+    assert _self_telemetry.drop_count("sessions", "unknown_connection") == 1
+    h.reg.join("r", "p1", "signal", connection="ws-2")  # duplicated join
+    assert _self_telemetry.drop_count("sessions", "duplicate_join") == 1
+    h.reg.leave("r", "p1", "signal", connection="ws-2")
+    assert h.names() == [PARTICIPANT_JOINED, PARTICIPANT_LEFT]
+    assert h.events[-1].resumes == 1
+
+
+def _interleavings(seqs):
+    """Every merge of the sequences, each keeping its own order."""
+    if all(not s for s in seqs):
+        yield []
+        return
+    for i, s in enumerate(seqs):
+        if s:
+            rest = [*seqs[:i], s[1:], *seqs[i + 1:]]
+            for tail in _interleavings(rest):
+                yield [s[0], *tail]
+
+
+def test_resume_count_and_events_are_the_same_in_every_interleaving():
+    # Signal and media both move to new connections; the old ones announce the resume.
+    signal = [("join", "signal", "s2"), ("leave_resume", "signal", "s1")]
+    media = [("join", "media", "m2"), ("leave_resume", "media", "m1")]
+    signal_swapped, media_swapped = signal[::-1], media[::-1]
+    outcomes = set()
+    n = 0
+    for s_ops in (signal, signal_swapped):
+        for m_ops in (media, media_swapped):
+            for ops in _interleavings([s_ops, m_ops]):
+                n += 1
+                core = SessionCore(grace_ns=GRACE, clock=ManualClock(0))
+                events = core.join("r", "p", "signal", connection="s1")[1]
+                events += core.join("r", "p", "media", connection="m1")[1]
+                for op, source, conn in ops:
+                    if op == "join":
+                        events += core.join("r", "p", source, connection=conn)[1]
+                    else:
+                        events += core.leave("r", "p", source, connection=conn,
+                                             expect_resume=True)
+                events += core.leave("r", "p", "signal", connection="s2")
+                events += core.leave("r", "p", "media", connection="m2")
+                outcomes.add(tuple((e.name, e.reason, e.resumes) for e in events))
+    assert n == 4 * 6
+    assert outcomes == {((PARTICIPANT_JOINED, "", 0), (PARTICIPANT_LEFT, "left", 1))}
+
+
+def test_ended_sessions_are_bounded_by_count_and_evictions_counted():
+    h = Harness(max_ended=100)
+    for _ in range(1000):  # one participant, many short sessions within the grace period
+        h.reg.join("r", "p1", "signal")
+        h.reg.leave("r", "p1", "signal")
+    assert h.reg._core.ended <= 100
+    assert _self_telemetry.drop_count("sessions", "ended_evicted") == 900
+    # A suspended session evicted early still gets its one participant_left.
+    h2 = Harness(max_ended=1)
+    h2.reg.join("r", "a", "signal")
+    h2.reg.leave("r", "a", "signal", expect_resume=True)
+    h2.reg.join("r", "b", "signal")
+    h2.reg.leave("r", "b", "signal")
+    assert h2.names("a") == [PARTICIPANT_JOINED, PARTICIPANT_LEFT]
+    assert [e.reason for e in h2.events if e.participant == "a"][-1] == "evicted"
+    with pytest.raises(ValueError):
+        SessionCore(max_ended=0)
+
+
+def test_session_duration_clamp_is_counted():
+    h = Harness()
+    h.reg.join("r", "p1", "signal")
+    h.advance(-5)  # the clock went backwards
+    h.reg.leave("r", "p1", "signal")
+    assert h.events[-1].duration_ns == 0
+    assert _self_telemetry._clamps.get("sessions") == 1
+
+
+# -- a state machine over random interleavings -----------------------------------------
+
+from hypothesis.stateful import (  # noqa: E402
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+_PARTICIPANTS = ("a", "b")
+_SOURCES = ("signal", "media")
+_GRACE_SM = 100
+
+
+class SessionMachine(RuleBasedStateMachine):
+    """Joins, leaves with and without expect_resume, duplicated closes, clock and reaping.
+
+    The model knows only what the application did (which connections it holds, which
+    it announced as resuming and when); the checks are on the published events.
+    """
+
+    @initialize()
+    def setup(self):
+        self.clock = ManualClock(0)
+        self.drops = []
+        self.core = SessionCore(grace_ns=_GRACE_SM, clock=self.clock,
+                                on_reject=self.drops.append)
+        self.events = {p: [] for p in _PARTICIPANTS}
+        self.held = {p: [] for p in _PARTICIPANTS}  # [(source, conn)] in join order
+        self.released = {p: [] for p in _PARTICIPANTS}
+        self.announced = {p: False for p in _PARTICIPANTS}  # any expect_resume this session
+        # (source, time) of an announcement by a connection that was the newest of its
+        # source, with no join since: the resume is certainly pending.
+        self.pending = {p: [] for p in _PARTICIPANTS}
+        self.joins_in_session = {p: 0 for p in _PARTICIPANTS}
+        self.next_conn = 0
+
+    def _take(self, evs):
+        for e in evs:
+            self.events[e.participant].append(e)
+        return evs
+
+    def _connected(self, p):
+        return bool(self.events[p]) and self.events[p][-1].name == PARTICIPANT_JOINED
+
+    @rule(p=st.sampled_from(_PARTICIPANTS), source=st.sampled_from(_SOURCES))
+    def join(self, p, source):
+        self.next_conn += 1
+        conn = (source, self.next_conn)
+        was_connected = self._connected(p)
+        evs = self._take(self.core.join("r", p, source, connection=conn[1])[1])
+        if was_connected:
+            assert evs == []  # no second participant_joined, suspended or not
+        else:
+            assert [e.name for e in evs] == [PARTICIPANT_JOINED]
+            self.announced[p] = False
+            self.joins_in_session[p] = 0
+        self.joins_in_session[p] += 1
+        self.held[p].append(conn)
+        self.pending[p].clear()
+
+    @precondition(lambda self: any(self.held.values()))
+    @rule(data=st.data(), expect_resume=st.booleans())
+    def leave(self, data, expect_resume):
+        p = data.draw(st.sampled_from([q for q in _PARTICIPANTS if self.held[q]]))
+        conn = data.draw(st.sampled_from(self.held[p]))
+        newest = [c for c in self.held[p] + self.released[p] if c[0] == conn[0]][-1] == conn
+        self.held[p].remove(conn)
+        self.released[p].append(conn)
+        if expect_resume:
+            self.announced[p] = True
+            if newest:
+                self.pending[p].append(self.clock.now_ns)
+        evs = self._take(self.core.leave("r", p, conn[0], connection=conn[1],
+                                         expect_resume=expect_resume))
+        if self.held[p]:
+            assert evs == []  # never left while a connection is held
+        elif not self.announced[p]:
+            # Left exactly at the last release.
+            assert [(e.name, e.reason) for e in evs] == [(PARTICIPANT_LEFT, "left")]
+        elif any(t + _GRACE_SM > self.clock.now_ns for t in self.pending[p]):
+            assert evs == []  # a resume is pending, whichever holder released last
+            assert self.core.get("r", p).state == SUSPENDED
+
+    @precondition(lambda self: any(self.released.values()))
+    @rule(data=st.data(), expect_resume=st.booleans())
+    def duplicated_close(self, data, expect_resume):
+        p = data.draw(st.sampled_from([q for q in _PARTICIPANTS if self.released[q]]))
+        conn = data.draw(st.sampled_from(self.released[p]))
+        n = len(self.drops)
+        evs = self.core.leave("r", p, conn[0], connection=conn[1],
+                              expect_resume=expect_resume)
+        assert evs == []
+        assert len(self.drops) == n + 1  # counted, not silently applied
+
+    @rule(dt=st.integers(min_value=1, max_value=_GRACE_SM))
+    def tick(self, dt):
+        self.clock.advance(dt)
+
+    @rule()
+    def reap(self):
+        evs = self._take(self.core.reap())
+        for e in evs:
+            assert e.reason == "resume_timeout"
+            assert not self.held[e.participant]
+
+    @invariant()
+    def events_alternate_and_match_the_connections(self):
+        if not hasattr(self, "core"):
+            return
+        for p in _PARTICIPANTS:
+            names = [e.name for e in self.events[p]]
+            assert names == [PARTICIPANT_JOINED, PARTICIPANT_LEFT] * (len(names) // 2) + (
+                [PARTICIPANT_JOINED] if len(names) % 2 else [])
+            if self.held[p]:
+                assert self._connected(p)
+            for e in self.events[p]:
+                if e.name == PARTICIPANT_LEFT:
+                    assert 0 <= e.resumes
+
+    def teardown(self):
+        if not hasattr(self, "core"):
+            return
+        self._take(self.core.close_all())
+        for p in _PARTICIPANTS:
+            names = [e.name for e in self.events[p]]
+            assert names == [PARTICIPANT_JOINED, PARTICIPANT_LEFT] * (len(names) // 2)
+        assert self.core.active == 0 and len(self.core) == 0
+
+
+SessionMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40,
+                                            deadline=None)
+test_session_state_machine = SessionMachine.TestCase

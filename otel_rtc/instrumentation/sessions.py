@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from opentelemetry import metrics as metrics_api
@@ -27,13 +27,14 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
 from otel_rtc.core.sessions import (
+    DEFAULT_MAX_ENDED,
     PARTICIPANT_LEFT,
     Session,
     SessionCore,
     SessionEvent,
 )
 from otel_rtc.instrumentation.attributes import intern_attrs
-from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
+from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
 from otel_rtc.sdk import aggregation as _local_aggregation
 from otel_rtc.sdk.aggregation import CounterSpec, HistogramSpec, Recorder, get_recorder
 from otel_rtc.version import __version__
@@ -51,7 +52,7 @@ SESSION_DURATION = HistogramSpec(
 _NO_ATTRS = intern_attrs({})
 _LEAVE_ATTRS = {
     r: intern_attrs({"otel_rtc.session.leave_reason": r})
-    for r in ("left", "resume_timeout", "closed")
+    for r in ("left", "resume_timeout", "closed", "evicted")
 }
 
 
@@ -61,6 +62,9 @@ class SessionRegistry:
     Args:
         grace_s: How long a closed session, or a suspended one awaiting a resume, is kept
             (3 minutes by default, like the reference SFU's stats-worker reaping).
+        max_ended: Most closed or suspended sessions kept; the oldest beyond it is
+            removed early and counted (``otel_rtc.telemetry.dropped``, reason
+            ``ended_evicted``).
         reap_interval_s: Period of the reaper timer thread; ``0`` disables the thread
             (call :meth:`reap` yourself, e.g. in tests).
         on_event: Called with every :class:`SessionEvent` (outside any lock). Its
@@ -77,6 +81,7 @@ class SessionRegistry:
         self,
         *,
         grace_s: float = 180.0,
+        max_ended: int = DEFAULT_MAX_ENDED,
         reap_interval_s: float = 10.0,
         on_event: Callable[[SessionEvent], object] | None = None,
         clock: Clock = wall_clock_ns,
@@ -87,9 +92,11 @@ class SessionRegistry:
             raise ValueError("grace_s and reap_interval_s must be >= 0")
         self._core = SessionCore(
             grace_ns=int(grace_s * NS_PER_S),
+            max_ended=max_ended,
             clock=clock,
             on_reject=lambda reason: count_drop("sessions", reason),
             on_error=lambda exc: report_error("sessions.cleanup", exc),
+            on_clamp=lambda: count_clamp("sessions"),
         )
         self._on_event = on_event
         self._meter_provider = meter_provider
@@ -123,14 +130,19 @@ class SessionRegistry:
 
     # -- API ---------------------------------------------------------------------------
     def join(self, room: str, participant: str, source: str, *,
-             t_ns: int | None = None) -> Session | None:
-        """Register that ``source`` (e.g. ``"signal"``, ``"media"``) joined the session.
+             connection: Hashable | None = None, t_ns: int | None = None) -> Session | None:
+        """Register that a connection of ``source`` (``"signal"``, ``"media"``) joined.
+
+        Pass ``connection`` (a connection id, any hashable) to count references per
+        connection: a duplicated close of an old connection is then rejected instead of
+        releasing a newer one. See :meth:`SessionCore.join`.
 
         Returns the session (to :meth:`Session.own` observers on it), or ``None`` if
         something went wrong inside otel_rtc (counted, never raised).
         """
         try:
-            session, events = self._core.join(room, participant, source, t_ns=t_ns)
+            session, events = self._core.join(room, participant, source,
+                                              connection=connection, t_ns=t_ns)
         except Exception as exc:
             report_error("sessions", exc)
             return None
@@ -138,11 +150,11 @@ class SessionRegistry:
         return session
 
     def leave(self, room: str, participant: str, source: str, *, expect_resume: bool = False,
-              t_ns: int | None = None) -> None:
-        """Register that ``source`` left; see :meth:`SessionCore.leave`."""
+              connection: Hashable | None = None, t_ns: int | None = None) -> None:
+        """Register that a connection of ``source`` left; see :meth:`SessionCore.leave`."""
         try:
             events = self._core.leave(room, participant, source, expect_resume=expect_resume,
-                                      t_ns=t_ns)
+                                      connection=connection, t_ns=t_ns)
         except Exception as exc:
             report_error("sessions", exc)
             return
