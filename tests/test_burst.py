@@ -425,11 +425,18 @@ def test_invalid_timestamps_are_dropped_not_raised():
     tr.processing_started(None)  # type: ignore[arg-type]
     assert not tr.in_burst
     tr.processing_started(ms(1))
+    tr.processing_started(2.0)  # type: ignore[arg-type]  # inside a burst: rejected too
+    tr.processing_finished(2.5)  # type: ignore[arg-type]
     tr.buffer_empty(1.5)  # type: ignore[arg-type]
     assert tr.in_burst
     tr.buffer_empty(ms(3))
-    assert drops == ["invalid", "invalid"]
-    assert tr.raw()[0].message_count == 2  # the message with a bad timestamp still counts
+    assert drops == ["invalid"] * 4
+    # Only accepted messages count: the rejected ones are in no burst.
+    assert tr.raw()[0].message_count == 1
+    tr.processing_started(True)  # type: ignore[arg-type]  # a bool is not a timestamp
+    tr.processing_started(ms(5))
+    tr.buffer_empty(ms(6))
+    assert tr.raw()[1].message_count == 1 and len(drops) == 5
 
 
 def test_callback_errors_are_contained():

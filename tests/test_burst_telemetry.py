@@ -456,3 +456,36 @@ def test_real_path_through_rotel(tmp_path, switches):
             proc.wait(5)
         log.close()
         sink.close()
+
+
+def test_rejected_timestamps_are_dropped_and_not_counted_into_a_burst(
+        monitors, switches, otlp_receiver, tmp_path, monkeypatch):
+    """Through configure()'s real OTLP/HTTP export: the burst span counts only the
+    accepted messages, and each rejected one is counted as dropped."""
+    from otel_rtc.instrumentation.bursts import ATTR_MESSAGE_COUNT, ATTR_SOURCE
+    from otel_rtc.sdk.configure import configure
+    from tests._otlp_receiver import attrs_of
+
+    monkeypatch.chdir(tmp_path)
+    _self_telemetry._reset_for_tests()
+    h = configure(set_global=False, endpoint=otlp_receiver.endpoint)
+    try:
+        m = BurstMonitor("rejects", tracer_provider=h.tracer_provider,
+                         meter_provider=h.meter_provider, clock=ManualClock(ms(0)),
+                         stats_interval_s=None, switches=switches)
+        monitors.append(m)
+        m.processing_started(1.5)  # rejected before the burst: must not open or join one
+        m.processing_started(ms(1))
+        m.processing_finished(ms(2))
+        m.processing_started(2.5)  # rejected inside the burst
+        m.processing_started(ms(3))
+        m.processing_finished(ms(4))
+        m.buffer_empty(ms(5))
+        assert h.force_flush(timeout_s=10)
+        assert otlp_receiver.wait_for(lambda r: any(
+            attrs_of(s).get(ATTR_SOURCE) == "rejects" for s in r.spans()))
+    finally:
+        h.shutdown(timeout_s=5)
+    [span] = [s for s in otlp_receiver.spans() if attrs_of(s).get(ATTR_SOURCE) == "rejects"]
+    assert attrs_of(span)[ATTR_MESSAGE_COUNT] == 2
+    assert _self_telemetry.drop_count("burst", "invalid") == 2

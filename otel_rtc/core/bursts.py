@@ -259,34 +259,41 @@ class BurstTracker:
 
     # -- hot path ----------------------------------------------------------------------
     def processing_started(self, t_ns: int) -> None:
-        """A message begins processing at ``t_ns``; starts a burst if none is active."""
+        """A message begins processing at ``t_ns``; starts a burst if none is active.
+
+        A message whose timestamp is not an ``int`` is rejected (counted as dropped,
+        reason ``invalid``) and not counted into any burst.
+        """
+        if type(t_ns) is not int:
+            self.on_drop("invalid")
+            return
         if self.state is None:
             self._begin(t_ns)
         self._tick()
 
     def processing_finished(self, t_ns: int) -> None:
         """The message finished processing at ``t_ns``."""
+        if type(t_ns) is not int:
+            self.on_drop("invalid")
+            return
         self._last_finish_ns = t_ns
 
     def buffer_empty(self, t_ns: int) -> None:
         """The input buffer was found empty at ``t_ns``: ends the burst in progress."""
+        if type(t_ns) is not int:
+            self.on_drop("invalid")
+            return
         if self.state is not None:
             self._end(t_ns)
 
     # -- transitions (once per burst) --------------------------------------------------
     def _begin(self, t_ns: int) -> None:
-        if type(t_ns) is not int:
-            self.on_drop("invalid")
-            return
         with self._lock:
             if self.state is None:
                 self._seq += 1
                 self.state = (self._seq, t_ns)
 
     def _end(self, t_ns: int) -> None:
-        if type(t_ns) is not int:
-            self.on_drop("invalid")
-            return
         clamps = 0
         overflow = False
         with self._lock:
