@@ -237,3 +237,70 @@ def test_the_wrap_boundary_is_exactly_half_the_modulus(modulus):
     assert _self_telemetry.drop_count("traffic", "implausible_delta") == 0
     assert increased_by(half + 1) == 0
     assert _self_telemetry.drop_count("traffic", "implausible_delta") == 1
+
+
+# -- issue #11: caps under the SDK's limit, bounded bookkeeping ---------------------------
+
+
+def test_caps_above_the_sdk_limit_are_refused():
+    from otel_rtc.instrumentation.traffic import MAX_KEYS
+
+    assert (MAX_KEYS + 1) * 6 <= 1999  # every series, overflow included, fits the SDK
+    for kw in ({"max_rooms": MAX_KEYS + 1}, {"max_participants": MAX_KEYS + 1},
+               {"max_streams": 0}, {"max_rooms": 2.5}):
+        with pytest.raises(ValueError):
+            TrafficAccounting(meter_provider=False, **kw)
+
+
+def test_200k_rooms_fold_count_and_bounded_memory():
+    import gc
+    import tracemalloc
+
+    acc = TrafficAccounting(meter_provider=False, sample_source=False)
+    gc.collect()
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    for i in range(200_000):
+        acc.add(f"room{i}", f"p{i}", "up", "audio", 10, 1000, from_zero=True)
+    gc.collect()
+    after, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rooms = {a["otel_rtc.room"] for n, a, _, _ in acc.snapshot()
+             if n == "otel_rtc.traffic.bytes"}
+    assert len(rooms) == 300 + 1 and "_other" in rooms
+    assert acc.streams == acc.max_streams  # baselines kept: capped
+    folded = _self_telemetry.drop_count("traffic", "cardinality_cap")
+    over = _self_telemetry.drop_count("traffic", "stream_cap")
+    assert folded == acc.max_streams - 300  # every folded stream counted
+    assert over == 200_000 - acc.max_streams  # every stream not kept counted
+    # Counted traffic is conserved: what was kept is in the series, the rest dropped.
+    assert totals(acc) == 10 * acc.max_streams
+    assert after - base < 8 * 1024 * 1024, f"{(after - base) / 1e6:.1f} MB"
+
+
+def test_caps_through_the_sdk_and_real_otlp(otlp_receiver, tmp_path, monkeypatch):
+    """Over-cap rooms and participants fold into `_other` before the SDK's own limit:
+    no point lands in the SDK's overflow series, and no traffic is lost."""
+    from otel_rtc.sdk.configure import configure
+    from tests._otlp_receiver import attrs_of
+
+    monkeypatch.chdir(tmp_path)
+    h = configure(set_global=False, endpoint=otlp_receiver.endpoint)
+    try:
+        acc = TrafficAccounting(meter_provider=h.meter_provider, per_participant=True,
+                                sample_source=False)
+        for i in range(3000):
+            for kind in ("audio", "video"):
+                acc.add(f"room{i % 700}", f"p{i}", "down", kind, 5, 500, from_zero=True)
+        assert h.force_flush(timeout_s=10)
+        assert otlp_receiver.wait_for_metric("otel_rtc.traffic.bytes")
+    finally:
+        h.shutdown(timeout_s=5)
+    last = otlp_receiver.metrics()["otel_rtc.traffic.bytes"][-1]  # cumulative: latest
+    points = [(attrs_of(p), p.as_int or p.as_double, p) for p in last.sum.data_points]
+    assert not any("otel.metric.overflow" in a for a, _, _ in points)
+    assert sum(v for _, v, _ in points) == 3000 * 2 * 500
+    other = [v for a, v, _ in points if a.get("otel_rtc.participant") == "_other"]
+    assert other and sum(other) == (3000 - 300) * 2 * 500
+    # Each folded stream counted once (a room and a participant fold are one stream).
+    assert _self_telemetry.drop_count("traffic", "cardinality_cap") == (3000 - 300) * 2

@@ -41,6 +41,7 @@ from opentelemetry import metrics as metrics_api
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_rtc.core.clock import Clock, wall_clock_ns
+from otel_rtc.core.names import OTHER
 from otel_rtc.core.sample_sources import register_sample_source
 from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
 from otel_rtc.version import __version__
@@ -49,7 +50,18 @@ __all__ = ["TRAFFIC_METRICS", "TrafficAccounting"]
 
 DIRECTIONS = ("up", "down")
 MEDIA_KINDS = ("audio", "video", "data")
-OTHER = "_other"
+
+SDK_SERIES_LIMIT = 2000
+"""The SDK's default cardinality limit: attribute sets kept per metric per collection
+(beyond it the SDK folds points into an ``otel.metric.overflow`` series otel_rtc does
+not see)."""
+_PER_KEY = len(DIRECTIONS) * len(MEDIA_KINDS)
+MAX_KEYS = (SDK_SERIES_LIMIT - 1) // _PER_KEY - 1
+"""Largest ``max_rooms`` / ``max_participants``: each room (or room and participant)
+makes one series per direction and kind, plus the overflow ones, all under the SDK's
+limit (331)."""
+DEFAULT_MAX_STREAMS = 12_000
+"""Participant streams whose baselines are kept (about 0.3 KB each)."""
 
 # (metric name, unit, description), in the order of the fields of add().
 TRAFFIC_METRICS: tuple[tuple[str, str, str], ...] = (
@@ -94,10 +106,17 @@ class TrafficAccounting:
         meter_provider: Where the observable counters are created; the global provider
             by default. ``False`` creates none (use :meth:`snapshot` only).
         per_participant: Add ``otel_rtc.participant`` to the series (off by default).
-        max_participants: Cap on distinct ``(room, participant)`` series per direction and
-            kind; participants beyond it are folded into ``otel_rtc.participant="_other"``
-            and counted as dropped (reason ``cardinality_cap``).
-        max_rooms: Cap on distinct rooms; beyond it rooms fold into ``"_other"``.
+        max_participants: Cap on distinct ``(room, participant)`` with
+            ``per_participant``; participants beyond it fold into one overflow series
+            (``otel_rtc.room`` and ``otel_rtc.participant`` both ``"_other"``), each
+            counted as dropped per stream (reason ``cardinality_cap``). At most
+            :data:`MAX_KEYS`, so that every series stays under the SDK's 2,000 limit.
+        max_rooms: Cap on distinct rooms (at most :data:`MAX_KEYS`); rooms beyond it
+            fold into ``otel_rtc.room="_other"``, counted per stream (``cardinality_cap``).
+        max_streams: Cap on the participant streams (room, participant, direction,
+            kind) whose baselines are kept until :meth:`forget`; a report of a new
+            stream beyond it is dropped and counted (reason ``stream_cap``). Bounds the
+            bookkeeping memory.
         modulus: Width of the transport's counters (``None``: they never wrap).
         max_delta: Largest plausible increase between two reports; by default half the
             modulus (or unlimited with no modulus).
@@ -117,15 +136,23 @@ class TrafficAccounting:
         *,
         meter_provider: Any = None,
         per_participant: bool = False,
-        max_participants: int = 1000,
-        max_rooms: int = 10_000,
+        max_participants: int = 300,
+        max_rooms: int = 300,
+        max_streams: int = DEFAULT_MAX_STREAMS,
         modulus: int | None = 2**32,
         max_delta: int | None = None,
         sample_source: bool = True,
         clock: Clock = wall_clock_ns,
     ) -> None:
-        if max_participants <= 0 or max_rooms <= 0:
-            raise ValueError("max_participants and max_rooms must be > 0")
+        for name, cap, top in (("max_participants", max_participants, MAX_KEYS),
+                               ("max_rooms", max_rooms, MAX_KEYS),
+                               ("max_streams", max_streams, None)):
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0:
+                raise ValueError(f"{name} must be a positive int, got {cap!r}")
+            if top is not None and cap > top:
+                raise ValueError(
+                    f"{name} must be <= {top}: each one makes {_PER_KEY} series per metric "
+                    f"(directions x kinds) and the SDK keeps at most {SDK_SERIES_LIMIT}")
         if modulus is not None and modulus <= 1:
             raise ValueError("modulus must be > 1")
         if max_delta is not None and max_delta <= 0:
@@ -133,6 +160,7 @@ class TrafficAccounting:
         self.per_participant = per_participant
         self.max_participants = max_participants
         self.max_rooms = max_rooms
+        self.max_streams = max_streams
         self.modulus = modulus
         self.max_delta = max_delta if max_delta is not None else (
             modulus // 2 if modulus is not None else None)
@@ -236,9 +264,13 @@ class TrafficAccounting:
         if direction not in DIRECTIONS or kind not in MEDIA_KINDS:
             count_drop("traffic", "invalid")
             return None
+        if len(self._streams) >= self.max_streams:
+            count_drop("traffic", "stream_cap")
+            return None
+        folded = False
         if room not in self._rooms:
             if len(self._rooms) >= self.max_rooms:
-                count_drop("traffic", "cardinality_cap")
+                folded = True
                 room = OTHER
             else:
                 self._rooms.add(room)
@@ -248,10 +280,14 @@ class TrafficAccounting:
             pk = (room, participant)
             if pk not in self._participants:
                 if len(self._participants) >= self.max_participants:
-                    count_drop("traffic", "cardinality_cap")
-                    p = OTHER
+                    folded = True
+                    # One overflow series for all of them: a per-room one would multiply
+                    # the series by the rooms again.
+                    room, p = OTHER, OTHER
                 else:
                     self._participants.add(pk)
+        if folded:
+            count_drop("traffic", "cardinality_cap")  # once per stream, whatever folded
         skey = (room, p or "", direction, kind)
         series = self._series.get(skey)
         if series is None:
