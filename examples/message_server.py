@@ -12,9 +12,15 @@ sockets on 127.0.0.1:
 * the **server** puts each datagram into a tiny :class:`~otel_rtc.InstrumentedAsyncQueue`
   (``buffer_size`` items, default 8). A full buffer drops the datagram, as the
   reference's packet buffer does, but here the drop is counted
-  (``otel_rtc.buffer.dropped{otel_rtc.drop.reason="full"}``), never silent. The OS
-  socket buffer is left at its default so that the instrumented buffer is the only
-  place where messages are lost;
+  (``otel_rtc.buffer.dropped{otel_rtc.drop.reason="full"}``), never silent;
+* the instrumented buffer is **not** the only place a message can be lost. Before it,
+  the kernel drops datagrams when the socket's receive buffer is full (a burst faster
+  than the event loop reads): those are read from the socket's drop counter in
+  ``/proc/net/udp`` and reported as ``chat.udp.receive_buffer.dropped``. After it, a
+  datagram that cannot be decoded (not JSON, not a message, or JSON nested so deeply
+  that the decoder raises ``RecursionError``) or whose processing raises is counted in
+  ``chat.datagrams.rejected{error.type=...}`` and the consumer goes on with the next
+  one (one bad datagram used to end the consumer for good);
 * a single consumer task takes one message at a time and processes it inside
   :meth:`otel_rtc.MessageHandler.message`: received = the enqueue stamp, processing
   started / finished = entry / exit. It ACKs when processing starts (the reference's
@@ -41,6 +47,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import os
 import random
 import sys
 import time
@@ -49,7 +56,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind
 
 from otel_rtc import BurstMonitor, InstrumentedAsyncQueue, MessageHandler, __version__
@@ -81,6 +88,11 @@ class ServerStats:
         resends: Datagrams the client sent again after a missing ACK.
         received: Datagrams that reached the server (accepted + dropped).
         dropped: Datagrams the full receive buffer refused (counted, never silent).
+        kernel_dropped: Datagrams the kernel dropped before the server read them (the
+            socket's receive buffer was full); ``None`` where the counter is not
+            readable (not Linux).
+        rejected: Datagrams taken from the buffer but not processed: undecodable, or
+            their decoding or processing raised (``{reason: count}``).
         processed: Messages the handler processed (a resend whose original was still
             queued is processed again, as on a real server).
         acked: Distinct messages the client saw ACKed.
@@ -99,6 +111,8 @@ class ServerStats:
     resends: int = 0
     received: int = 0
     dropped: int = 0
+    kernel_dropped: int | None = None
+    rejected: dict[str, int] = field(default_factory=dict)
     processed: int = 0
     acked: int = 0
     lost: int = 0
@@ -128,14 +142,37 @@ def _encode(msg_id: int, attempt: int, headers: Mapping[str, str], body: str) ->
                        "body": body}, separators=(",", ":")).encode()
 
 
-def _decode(data: bytes) -> dict[str, Any] | None:
+def _decode(data: bytes) -> tuple[dict[str, Any] | None, str]:
+    """``(message, "")``, or ``(None, reason)`` for a datagram that is not one."""
     try:
         doc = json.loads(data)
     except ValueError:
-        return None
+        return None, "undecodable"
+    except Exception as exc:  # RecursionError on deep nesting, MemoryError, ...
+        return None, type(exc).__qualname__
     if not isinstance(doc, dict) or not isinstance(doc.get("id"), int):
+        return None, "undecodable"
+    return doc, ""
+
+
+def udp_receive_drops(sock: Any) -> int | None:
+    """The kernel's count of datagrams dropped for ``sock`` (full receive buffer).
+
+    Read from the socket's line in ``/proc/net/udp`` / ``udp6`` (its last column);
+    ``None`` where that is not available.
+    """
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            with open(table) as fh:
+                next(fh)  # header
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) > 12 and parts[9] == inode:
+                        return int(parts[-1])
+    except (OSError, ValueError, StopIteration):
         return None
-    return doc
+    return None
 
 
 # -- server ---------------------------------------------------------------------------------
@@ -159,9 +196,10 @@ class _ServerProtocol(asyncio.DatagramProtocol):
 
 class _Server:
     def __init__(self, *, inbox: InstrumentedAsyncQueue, handler: MessageHandler,
-                 stats: ServerStats, latency_s: Callable[[], float], tracer: trace.Tracer
-                 ) -> None:
+                 stats: ServerStats, latency_s: Callable[[], float], tracer: trace.Tracer,
+                 rejected: Any) -> None:
         self.inbox = inbox
+        self.rejected = rejected
         self.tracer = tracer
         self.handler = handler
         self.stats = stats
@@ -175,10 +213,18 @@ class _Server:
         """One message at a time: the next is taken only after the response is sent."""
         while True:
             data, addr = await self.inbox.get()  # an empty buffer ends the burst first
-            doc = _decode(data)
+            doc, reason = _decode(data)
             if doc is None:
+                self.reject(reason)
                 continue
-            await self.process(doc, addr)
+            try:
+                await self.process(doc, addr)
+            except Exception as exc:  # the handler recorded it; the server goes on
+                self.reject(type(exc).__qualname__)
+
+    def reject(self, reason: str) -> None:
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+        self.rejected.add(1, {"error.type": reason})
 
     async def process(self, doc: dict[str, Any], addr: tuple[str, int]) -> None:
         transport = self.protocol.transport
@@ -335,6 +381,7 @@ async def run(
     burst_size: tuple[int, int] = (5, 40),
     gap_ms: float = 2.0,
     break_ms: tuple[float, float] = (100.0, 600.0),
+    on_listening: Callable[[tuple[str, int]], None] | None = None,
 ) -> ServerStats:
     """Run the server and its client for ``duration_s`` seconds of load, then drain.
 
@@ -359,6 +406,8 @@ async def run(
         gap_ms: The client waits up to this long (uniformly) between the messages of
             a burst, so messages arrive while earlier ones are processed.
         break_ms: Range of the client's idle break between bursts.
+        on_listening: Called with the server's ``(host, port)`` once it listens (to
+            send it datagrams of your own).
 
     Returns:
         The final :class:`ServerStats`.
@@ -398,8 +447,13 @@ async def run(
         return base * 10 if rng.random() < slow_query_probability else base
 
     tracer = trace.get_tracer("otel_rtc.examples.message_server", __version__, tracer_provider)
+    meter = metrics.get_meter("otel_rtc.examples.message_server", __version__, meter_provider)
+    rejected = meter.create_counter(
+        "chat.datagrams.rejected", unit="{datagram}",
+        description="Datagrams taken from the buffer but not processed: undecodable, or "
+                    "decoding or processing raised (error.type).")
     server = _Server(inbox=inbox, handler=handler, stats=stats, latency_s=latency_s,
-                     tracer=tracer)
+                     tracer=tracer, rejected=rejected)
     client = _Client(stats=stats, rng=rng, tracer=tracer,
                      resend_timeout_s=resend_timeout_ms / 1000.0, max_attempts=max_attempts,
                      burst_size=burst_size, gap_s=gap_ms / 1000.0,
@@ -409,6 +463,24 @@ async def run(
     server_transport, _ = await loop.create_datagram_endpoint(
         lambda: server.protocol, local_addr=(host, 0))
     port = server_transport.get_extra_info("sockname")[1]
+    server_socket = server_transport.get_extra_info("socket")
+    base_drops = udp_receive_drops(server_socket) or 0
+
+    def kernel_drops() -> int | None:
+        n = udp_receive_drops(server_socket)
+        return None if n is None else n - base_drops
+
+    def observe_kernel_drops(_options: Any) -> list[metrics.Observation]:
+        n = kernel_drops()
+        return [] if n is None else [metrics.Observation(n)]
+
+    meter.create_observable_counter(
+        "chat.udp.receive_buffer.dropped", callbacks=[observe_kernel_drops],
+        unit="{datagram}",
+        description="Datagrams the kernel dropped because the server socket's receive "
+                    "buffer was full (before the server could read them).")
+    if on_listening is not None:
+        on_listening((host, port))
     client_transport, _ = await loop.create_datagram_endpoint(
         lambda: _ClientProtocol(client), remote_addr=(host, port))
     client.transport = client_transport
@@ -436,11 +508,15 @@ async def run(
         stats.processing = _percentiles(server.processing)
         stats.receive_to_finish = _percentiles(server.receive_to_finish)
         stats.elapsed_s = now - start
+        stats.kernel_dropped = kernel_drops()
         return stats
 
     try:
         while not load.done():
             await asyncio.sleep(PROGRESS_PERIOD_S)
+            if tasks[0].done():  # the consumer must never end: say so, do not hide it
+                tasks[0].result()
+                raise RuntimeError("the message consumer stopped")
             if progress is not None:
                 progress(snapshot())
         await load
@@ -483,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     finally:
         telemetry.shutdown()
-    for name in ("sent", "resends", "received", "dropped", "processed", "acked", "lost",
+    for name in ("sent", "resends", "received", "dropped", "kernel_dropped", "rejected",
+                 "processed", "acked", "lost",
                  "bursts", "max_burst_duration_s", "queue_wait", "processing",
                  "receive_to_finish"):
         print(f"{name}: {getattr(stats, name)}")

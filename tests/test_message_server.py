@@ -100,3 +100,61 @@ def test_rejects_non_loopback_and_bad_arguments():
                    {"db_latency_ms": 0}, {"burst_size": (5, 1)}, {"gap_ms": -1}):
         with pytest.raises(ValueError):
             asyncio.run(message_server.run(1.0, **kwargs))
+
+
+def test_hostile_datagrams_and_a_flood_are_counted_and_survived():
+    """Real loopback UDP: deeply nested JSON (RecursionError in the decoder), garbage and
+    a 50,000-datagram flood. The consumer survives all of it, every datagram it could
+    not use is counted by reason, and the kernel's own receive-buffer drops are reported
+    as a metric."""
+    import socket
+    import threading
+    import time
+
+    pipe = make_test_pipeline()
+    observed = []
+    sent = {"n": 0}
+
+    def hostile(addr):
+        def send():
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # blocking: no send loss
+            try:
+                bad = [b"[" * 30_000 + b"]" * 30_000, b"\xff\xfe not json", b'{"no": "id"}']
+                for _ in range(3):
+                    for d in bad:
+                        s.sendto(d, addr)
+                        sent["n"] += 1
+                        time.sleep(0.05)
+                for _ in range(50_000):
+                    s.sendto(b"x", addr)
+                    sent["n"] += 1
+            finally:
+                s.close()
+
+        threading.Thread(target=send, daemon=True).start()
+
+    def progress(stats):
+        m = pipe.metrics()
+        for p in m.get("chat.udp.receive_buffer.dropped", []):
+            observed.append((p.value, stats.kernel_dropped))
+
+    stats = asyncio.run(message_server.run(
+        3.0, seed=5, progress=progress, tracer_provider=pipe.tracer_provider,
+        meter_provider=pipe.meter_provider, buffer_size=64, on_listening=hostile))
+    assert sent["n"] == 9 + 50_000
+    # The consumer survived the bad datagrams: the client's messages kept being served.
+    assert stats.processed > 50 and stats.acked + stats.lost == stats.sent
+    assert stats.rejected.get("RecursionError", 0) >= 1, stats.rejected
+    assert stats.rejected.get("undecodable", 0) >= 2, stats.rejected
+    # Every datagram is accounted for: read (queued or refused by the full buffer), or
+    # dropped by the kernel before it could be read.
+    assert stats.kernel_dropped is not None and stats.kernel_dropped > 0
+    assert (stats.received + stats.kernel_dropped
+            == stats.sent + stats.resends + sent["n"]), stats
+    assert stats.received - stats.dropped == stats.processed + sum(stats.rejected.values())
+    # The kernel drops were exported as a metric while the server ran.
+    assert any(v > 0 for v, _ in observed)
+    assert max(v for v, _ in observed) <= stats.kernel_dropped
+    rejected = {p.attributes["error.type"]: p.value
+                for p in pipe.metrics()["chat.datagrams.rejected"]}
+    assert rejected == stats.rejected
