@@ -40,6 +40,7 @@ from typing import Any
 from opentelemetry import metrics as metrics_api
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from otel_rtc.core import names
 from otel_rtc.core.clock import Clock, wall_clock_ns
 from otel_rtc.core.names import OTHER
 from otel_rtc.core.sample_sources import register_sample_source
@@ -65,15 +66,15 @@ DEFAULT_MAX_STREAMS = 12_000
 
 # (metric name, unit, description), in the order of the fields of add().
 TRAFFIC_METRICS: tuple[tuple[str, str, str], ...] = (
-    ("otel_rtc.traffic.packets", "{packet}", "Packets sent or received for participants."),
-    ("otel_rtc.traffic.bytes", "By", "Bytes sent or received for participants."),
-    ("otel_rtc.traffic.packets_lost", "{packet}", "Packets lost, as seen by the transport."),
-    ("otel_rtc.traffic.packets_out_of_order", "{packet}", "Packets received out of order."),
-    ("otel_rtc.traffic.padding_bytes", "By", "Padding bytes (probing, RTP padding)."),
+    (names.TRAFFIC_PACKETS, "{packet}", "Packets sent or received for participants."),
+    (names.TRAFFIC_BYTES, "By", "Bytes sent or received for participants."),
+    (names.TRAFFIC_PACKETS_LOST, "{packet}", "Packets lost, as seen by the transport."),
+    (names.TRAFFIC_PACKETS_OUT_OF_ORDER, "{packet}", "Packets received out of order."),
+    (names.TRAFFIC_PADDING_BYTES, "By", "Padding bytes (probing, RTP padding)."),
 )
 _N = len(TRAFFIC_METRICS)
 _NAMES = tuple(name for name, _u, _d in TRAFFIC_METRICS)
-BASELINED_METRIC = "otel_rtc.traffic.baselined_reports"
+BASELINED_METRIC = names.TRAFFIC_BASELINED_REPORTS
 """Reports taken as a baseline (not counted as traffic) with non-zero totals."""
 
 
@@ -291,10 +292,10 @@ class TrafficAccounting:
         skey = (room, p or "", direction, kind)
         series = self._series.get(skey)
         if series is None:
-            attrs = {"otel_rtc.room": room, "otel_rtc.direction": direction,
-                     "otel_rtc.media.kind": kind}
+            attrs = {names.ATTR_ROOM: room, names.ATTR_DIRECTION: direction,
+                     names.ATTR_MEDIA_KIND: kind}
             if p is not None:
-                attrs["otel_rtc.participant"] = p
+                attrs[names.ATTR_PARTICIPANT] = p
             series = self._series[skey] = _Series(attrs, self._clock())
         st = self._streams[key] = _Stream(series)
         return st

@@ -35,6 +35,7 @@ from typing import Any
 
 from opentelemetry._logs import SeverityNumber, get_logger
 
+from otel_rtc.core import names
 from otel_rtc.core.env import env_str, env_value
 from otel_rtc.instrumentation.self_telemetry import (
     drop_count,
@@ -368,10 +369,10 @@ class _LogBridge(logging.Handler):
                                      "code.line.number": record.lineno}
             source = getattr(record, "otel_rtc_burst_source", None)
             if isinstance(source, str):
-                attrs["otel_rtc.burst.source"] = source
+                attrs[names.ATTR_BURST_SOURCE] = source
             worst = getattr(record, "otel_rtc_burst_worst_case_latency", None)
             if isinstance(worst, float):
-                attrs["otel_rtc.burst.worst_case_latency"] = worst
+                attrs[names.ATTR_BURST_WORST_CASE] = worst
             body = record.getMessage()
             self._otel.emit(
                 timestamp=int(record.created * 1e9),
