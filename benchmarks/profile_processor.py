@@ -2,9 +2,8 @@
 
 Run: .venv/bin/python benchmarks/profile_processor.py [--top 25] [--rounds 40]
 
-1. the in-process transform (``WindowRateProcessor`` + ``TrafficLoadProcessor``) of the
-   ``bench_processor`` batch, rings holding 300 s of 1 s samples, 60 s of them new since
-   the previous export;
+1. the in-process transform (the default ``WindowRateProcessor``: rates and load) of the
+   ``bench_processor`` batch, 60 s of 1 s samples since the previous export;
 2. ``otel_rtc.collector.processor`` inside a real ``rotel-agent``, through a wrapper
    module that profiles every ``process_metrics`` call and writes the statistics to a
    temporary file read back here.
@@ -46,9 +45,9 @@ def process_metrics(resource_metrics):
 def profile_inprocess(top: int, seconds: int = 300) -> None:
     from benchmarks import bench_processor as b
 
-    # Rings holding ``seconds`` of 1 s samples, exported every 60 s: the profiled
-    # transform is the one after the last 60 s of samples, as a live export sees it.
-    p, procs, transform, _ticks, _clock = b._inprocess_setup(200, seconds)
+    # 1 s samples, exported every 60 s: the profiled transform is the one after the last
+    # 60 s of samples, as a live export sees it.
+    p, procs, transform, _ticks, _clock, _acc = b._inprocess_setup(200, seconds)
     data = p.metric_reader.get_metrics_data()
     pr = cProfile.Profile()
     pr.enable()
@@ -56,7 +55,7 @@ def profile_inprocess(top: int, seconds: int = 300) -> None:
     pr.disable()
     for proc in procs:
         proc.shutdown()
-    print(f"## in-process transform (rings: {seconds} s of 1 s samples, 60 s new)")
+    print(f"## in-process transform ({seconds} s of 1 s samples, 60 s new)")
     pstats.Stats(pr).sort_stats("cumulative").print_stats(top)
 
 

@@ -130,7 +130,11 @@ def test_incremental_peaks_equal_the_definition(peaks_s, steps):
     eng.observe("k", 0.0, t, start)  # start == time: a baseline
     intervals: list[list] = []  # [t0, t1, inc, in current span]
     stale = False
+    # reads in a row without a point; a point since the last read; the series ended
+    silent, pointed, ended = 0, True, False  # the first point is before the steps
     for kind, gap_ms, x in steps:
+        if kind not in ("read", "marker"):
+            pointed = True
         if kind == "read":
             got = eng.read(t + 1)
             want = _defined_peaks([(a, b, c, d) for a, b, c, d in intervals], peaks_s)
@@ -142,6 +146,10 @@ def test_incremental_peaks_equal_the_definition(peaks_s, steps):
                         assert math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-6)
             for iv in intervals:
                 iv[3] = False
+            silent = 0 if pointed else silent + 1
+            pointed = False
+            if silent >= 2:
+                ended = True  # its final reading; the next point starts a new series
             continue
         t_new = t + gap_ms * 1_000_000
         if kind == "marker":
@@ -155,7 +163,7 @@ def test_incremental_peaks_equal_the_definition(peaks_s, steps):
             v, start = x, t_new
             assert eng.observe("k", v, t_new, start)
             intervals.append([t_new, t_new, 0.0, False])  # breaks every chain
-            t, stale = t_new, False
+            t, stale, ended = t_new, False, False
             continue
         if kind == "reset":
             v_new = x / 2
@@ -164,9 +172,22 @@ def test_incremental_peaks_equal_the_definition(peaks_s, steps):
             v_new = v + x
             inc = x
         assert eng.observe("k", v_new, t_new, start)
-        if stale and v_new < v:
-            # After a marker a decrease is no continuity: a new baseline, no interval.
-            intervals.append([t_new, t_new, 0.0, False])
+        if ended:
+            # A new series: its first point's own span (start, t] is an interval unless
+            # it is too short for a non-zero value (then a baseline).
+            if v_new > 0 and t_new - start < int(0.95 * peaks_s[0] * S):
+                intervals.append([t_new, t_new, 0.0, False])
+            else:
+                intervals.append([start, t_new, v_new, True])
+            ended = False
+        elif stale and v_new < v:
+            # After a marker a decrease is no continuity: a first point. Its own span
+            # (start, t] counts if it starts at or after the last point and is long
+            # enough for its value; otherwise it is a baseline.
+            if start >= t and (v_new == 0 or t_new - start >= int(0.95 * peaks_s[0] * S)):
+                intervals.append([start, t_new, v_new, True])
+            else:
+                intervals.append([t_new, t_new, 0.0, False])
         else:
             intervals.append([t, t_new, inc, True])
         stale = False
@@ -252,3 +273,64 @@ def test_no_exception_on_any_input_and_every_rejection_is_counted(points, mod, r
             for v in (r.mean, *r.peaks, *(w[0] for w in r.windows if w)):
                 assert v is None or (math.isfinite(v) and v >= 0)
             assert r.time_ns > r.start_ns
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 5), st.lists(st.tuples(
+    st.sampled_from(["tick", "tick", "tick", "tick", "read", "reset", "restart", "gap",
+                     "fine", "bad", "forget", "single"]),
+    st.integers(0, 4), st.floats(0, 1e6, allow_nan=False)), max_size=60))
+def test_observe_many_is_observe_for_each_series(n, steps):
+    """The column block of a sampler's rows gives exactly what one observe() per row
+    gives: readings, quiet endings and anomaly counts, through every kind of fallback."""
+    many = RateEngine(RateConfig(max_series=4, quiet_intervals=2), clock=lambda: T0)
+    each = RateEngine(RateConfig(max_series=4, quiet_intervals=2), clock=lambda: T0)
+    keys = [f"k{i}" for i in range(n)]
+    values = [0.0] * n
+    starts = [T0] * n
+    t = T0
+    for kind, i, x in steps:
+        i %= n
+        if kind == "read":
+            assert _by_key(many.read(t + 1)) == _by_key(each.read(t + 1))
+            continue
+        if kind == "forget":
+            many.forget(keys[i])
+            each.forget(keys[i])
+            continue
+        t += {"gap": 90 * S, "fine": S // 4}.get(kind, S)
+        vals = [v + x * (j + 1) for j, v in enumerate(values)]
+        if kind == "reset":
+            vals[i] = x / 3
+        if kind == "restart":
+            starts[i] = t - S // 2
+        row = list(vals)
+        if kind == "bad":
+            row[i] = float("nan")
+        if kind == "single":  # one series fed alone, through observe()
+            many.observe(keys[i], row[i], t, starts[i], True, 0, i)
+            each.observe(keys[i], row[i], t, starts[i], True, 0, i)
+            values[i] = row[i]
+            continue
+        many.observe_many(keys, row, t, list(starts), list(range(n)))
+        for k, v, st_, tag in zip(keys, row, starts, range(n), strict=True):
+            each.observe(k, v, t, st_, True, 0, tag)
+        values = [v if v == v else values[j] for j, v in enumerate(row)]
+    assert _by_key(many.read(t + 1)) == _by_key(each.read(t + 1))
+    assert many.anomaly_counts() == each.anomaly_counts()
+    assert len(many) == len(each)
+
+
+def _by_key(readings):
+    return sorted(readings, key=lambda r: r.key)  # the order of readings is not specified
+
+
+def test_observe_many_takes_the_column_path_for_steady_samples():
+    eng = RateEngine(clock=lambda: T0)
+    keys = ["a", "b", "c"]
+    for k in range(1, 5):
+        eng.observe_many(keys, [10.0 * k, 20.0 * k, 0.0], T0 + k * S, [T0] * 3, [0, 1, 2])
+    assert eng._block is not None and eng._block.keys is keys
+    [a, b, c] = eng.read(T0 + 4 * S)
+    assert (a.mean, b.mean, c.mean) == (10.0, 20.0, 0.0)
+    assert (a.start_ns, a.time_ns, a.peaks) == (T0, T0 + 4 * S, (10.0,))

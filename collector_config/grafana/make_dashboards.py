@@ -29,11 +29,14 @@ CONCLUDED = 'otel_rtc_outcome=~"success|failure|abandoned"'
 # share of the top-N participants). The rate is the mean over each export's own span
 # (docs/rates.md); longer views average it over time downstream.
 WINDOW = 'otel_rtc_rate_window="span"'
-BYTES_RATE = "otel_rtc_traffic_bytes_rate_bytes_per_second"
-BYTES_PEAK = "otel_rtc_traffic_bytes_rate_peak_bytes_per_second"
+# Name matchers where the two tiers' Prometheus names differ: the SDK's exporter keeps the
+# unit word already in the name (`_bytes_per_second`), the collector's drops it and maps
+# unit "1" to `_ratio`; the panels read either.
+BYTES_RATE = '__name__=~"otel_rtc_traffic_bytes_rate(_bytes)?_per_second"'
+BYTES_PEAK = '__name__=~"otel_rtc_traffic_bytes_rate_peak(_bytes)?_per_second"'
 PACKETS_RATE = "otel_rtc_traffic_packets_rate_per_second"
 LOAD_SCORE = "otel_rtc_traffic_load_score_per_second"
-LOAD_SHARE = "otel_rtc_traffic_load_share"
+LOAD_SHARE = '__name__=~"otel_rtc_traffic_load_share(_ratio)?"'
 
 MSG_SEL = 'messaging_destination_name=~"$destination"'
 
@@ -175,17 +178,17 @@ ROWS: list[tuple[str, list[tuple[str, str, str, list[dict], str]]]] = [
          "Bits per second per room and direction from otel_rtc's rate processor: the "
          "increase over each export's own span divided by that span (never "
          "extrapolated), and its 1 min average downstream (avg_over_time).",
-         [t(f'sum by (otel_rtc_room, otel_rtc_direction) ({BYTES_RATE}'
-            f'{{{WINDOW}, otel_rtc_room=~"$room"}}) * 8',
+         [t(f'sum by (otel_rtc_room, otel_rtc_direction) ('
+            f'{{{BYTES_RATE}, {WINDOW}, otel_rtc_room=~"$room"}}) * 8',
             "{{otel_rtc_room}} {{otel_rtc_direction}}"),
-          t(f'sum by (otel_rtc_room, otel_rtc_direction) (avg_over_time({BYTES_RATE}'
-            f'{{{WINDOW}, otel_rtc_room=~"$room"}}[1m])) * 8',
+          t(f'sum by (otel_rtc_room, otel_rtc_direction) (avg_over_time('
+            f'{{{BYTES_RATE}, {WINDOW}, otel_rtc_room=~"$room"}}[1m])) * 8',
             "{{otel_rtc_room}} {{otel_rtc_direction}} 1 min")], "timeseries"),
         ("Traffic peak rate over sub-windows (otel_rtc)", "bps",
          "Highest 1 s rate (otel_rtc.rate.subwindow) within each export's span: the "
          "spikes a mean smooths away, and the one figure no downstream query can rebuild.",
          [t(f'max by (otel_rtc_room, otel_rtc_direction, otel_rtc_rate_subwindow) '
-            f'({BYTES_PEAK}{{otel_rtc_room=~"$room"}}) * 8',
+            f'({{{BYTES_PEAK}, otel_rtc_room=~"$room"}}) * 8',
             "{{otel_rtc_room}} {{otel_rtc_direction}} {{otel_rtc_rate_subwindow}}")],
          "timeseries"),
         ("Traffic rate, PromQL rate() for comparison", "bps",
@@ -211,7 +214,7 @@ ROWS: list[tuple[str, list[tuple[str, str, str, list[dict], str]]]] = [
          "load, top-N plus one `_other` aggregate per room; opt-in with "
          "OTEL_RTC_LOAD_TOP_N).",
          [t(f'topk(10, max by (otel_rtc_room, otel_rtc_participant) '
-            f'({LOAD_SHARE}{{otel_rtc_room=~"$room"}}))',
+            f'({{{LOAD_SHARE}, otel_rtc_room=~"$room"}}))',
             "{{otel_rtc_room}} {{otel_rtc_participant}}")], "bargauge"),
         ("Load score per room", "short",
          "Weighted bits+packets per second per room (docs/rates.md, traffic load).",

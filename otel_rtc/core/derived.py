@@ -200,15 +200,21 @@ class Deriver:
         return sel
 
     def tag(self, name: str, unit: str, description: str, attrs: Attrs, histogram: bool,
-            sel: int, group: Hashable = ()) -> tuple[Any, Any] | None:
-        """What a new series' readings become: ``(rate outputs, load key)``.
+            sel: int, group: Hashable = ()) -> tuple[Any, ...] | None:
+        """What a new series' readings become.
 
-        Built once per series (on its first point) and attached to it in the engine.
+        ``(metric names and units or None, span attributes, peak attributes, window
+        attributes, load key or None)``: one small tuple per series, the names shared by
+        every series of the metric. Built once per series (on its first point) and
+        attached to it in the engine.
         ``None`` (counted ``missing_attributes``) when the series only feeds the load
         and lacks room, direction or media kind. ``group`` (the resource in a collector)
         is part of the load key: rooms are per group.
         """
-        out = None
+        names = None
+        span_attrs: Attrs = ()
+        peak_attrs: tuple[Attrs, ...] = ()
+        win_attrs: tuple[Attrs, ...] = ()
         if sel & RATE:
             names = self._names.get((name, unit, histogram))
             if names is None:  # shared by every series of the metric
@@ -219,19 +225,18 @@ class Deriver:
                     f"Rate of {name}: mean over the data since the previous export.",
                     name + PEAK_SUFFIX,
                     f"Peak rate of {name} over short sub-windows, from real samples.")
-            out = (*names, (*attrs, self._span_pair),
-                   tuple((*attrs, p) for p in self._peak_pairs),
-                   tuple((*attrs, p) for p in self._window_pairs))
+            span_attrs = (*attrs, self._span_pair)
+            peak_attrs = tuple((*attrs, p) for p in self._peak_pairs)
+            if self._window_pairs:
+                win_attrs = tuple((*attrs, p) for p in self._window_pairs)
         lkey = None
         if sel & LOAD and not histogram:
             lkey = _load_key(name, attrs, group)
             if lkey is None:
                 self._note("missing_attributes")
-                if out is None:
-                    return None
-        if out is None and lkey is None:
+        if names is None and lkey is None:
             return None
-        return out, lkey
+        return names, span_attrs, peak_attrs, win_attrs, lkey
 
     def _note(self, reason: str) -> None:
         if self._on_anomaly is not None:
@@ -250,9 +255,9 @@ class Deriver:
         added = 0
         rows = []
         for r in self.engine.read(now_ns, keys):
-            out, lkey = r.tag
-            if out is not None:
-                rname, runit, rdesc, pname, pdesc, span_attrs, peak_attrs, win_attrs = out
+            names, span_attrs, peak_attrs, win_attrs, lkey = r.tag
+            if names is not None:
+                rname, runit, rdesc, pname, pdesc = names
                 start, end = r.start_ns, r.time_ns
                 g = groups.get(rname)
                 if g is None:

@@ -27,8 +27,10 @@ consumer, or a lock held by the caller.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import add, mul, sub, truediv
 from typing import Any, NamedTuple
 
 from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
@@ -184,6 +186,36 @@ class _Ext:
         self.buckets: dict[int, list[Any]] | None = None  # index -> [inc, min t0, max t1]
 
 
+class _Block:
+    """Series read together at one instant (a sampler's rows), kept column by column.
+
+    They share one time axis, so what depends on time alone (last time, the open span's
+    start, whether it holds an interval) is kept once, and a point of every series costs
+    a few C-level passes over lists instead of one Python call each. The semantics are
+    exactly those of the per-series path (:meth:`RateEngine.observe_many`).
+    """
+
+    __slots__ = ("has", "iinc", "inc", "it0", "keys", "last_t", "last_v", "p0", "pk",
+                 "silent", "starts", "tags", "touched")
+    cum = False  # never taken for a series by observe()'s fast path
+
+    def __init__(self, keys: Sequence[Hashable], series: list[_Series]) -> None:
+        first = series[0]
+        self.keys = keys
+        self.tags = [s.tag for s in series]
+        self.starts = [s.start for s in series]
+        self.last_v = [s.last_v for s in series]
+        self.inc = [s.inc for s in series]
+        self.pk = [s.pk for s in series]
+        self.iinc = [s.iinc for s in series]
+        self.last_t = first.last_t
+        self.p0 = first.p0
+        self.has = first.has
+        self.touched = first.touched
+        self.silent = first.silent
+        self.it0 = first.it0
+
+
 def _valid_time(t: object) -> bool:
     return type(t) is int and 0 <= t <= _MAX_TIME_NS
 
@@ -201,9 +233,9 @@ class RateEngine:
     See ``docs/rates.md`` ("The v2 contract") for the exact semantics.
     """
 
-    __slots__ = ("_anomalies", "_bucket_ns", "_cap0", "_clock", "_gap_ns", "_min_span_ns",
-                 "_n_peaks", "_need0", "_on_anomaly", "_peaks_ns", "_series", "_simple",
-                 "_vlimit", "_windows_n", "config")
+    __slots__ = ("_anomalies", "_block", "_bucket_ns", "_cap0", "_clock", "_gap_ns",
+                 "_min_span_ns", "_n_peaks", "_need0", "_on_anomaly", "_peaks_ns", "_series",
+                 "_simple", "_vlimit", "_windows_n", "config")
 
     def __init__(self, config: RateConfig = RateConfig(), *, clock: Clock = wall_clock_ns,
                  on_anomaly: OnAnomaly | None = None) -> None:
@@ -212,7 +244,8 @@ class RateEngine:
         self.config = config
         self._clock = clock
         self._on_anomaly = on_anomaly
-        self._series: dict[Hashable, _Series] = {}
+        self._series: dict[Hashable, Any] = {}  # key -> _Series, or the _Block holding it
+        self._block: _Block | None = None
         self._gap_ns = int(config.gap_after_s * NS_PER_S)
         self._peaks_ns = [(int(p * _PEAK_JITTER * NS_PER_S), int(p * _PEAK_MAX_RUN * NS_PER_S))
                           for p in config.peak_subwindows_s]
@@ -283,6 +316,96 @@ class RateEngine:
         except Exception:  # never raise into the host; hostile input ends here
             return self._reject("invalid")
 
+    def observe_many(self, keys: Sequence[Hashable], values: Sequence[float], time_ns: int,
+                     starts: Sequence[int], tags: Sequence[Any]) -> None:
+        """Feed cumulative points of many series taken at one instant (a sampler tick).
+
+        Exactly ``observe(keys[i], values[i], time_ns, starts[i], True, 0, tags[i])`` for
+        each ``i``, in a few C-level passes when the same ``keys`` object comes again
+        (pass the same list while the set of series is unchanged): the series are then
+        kept as one column block. Anything unusual (a decrease, a new start time, a gap,
+        samples finer than the peak sub-window, a bad value) takes the per-series path.
+        Pass the same ``starts`` object while the start times do not change (it is then
+        not compared again). The engine keeps ``values``: pass a fresh list each time.
+        """
+        b = self._block
+        if b is not None and b.keys is keys:
+            try:
+                last_t = b.last_t
+                dt = time_ns - last_t
+                if (type(time_ns) is int and self._need0 <= dt <= self._gap_ns
+                        and (starts is b.starts or starts == b.starts)):
+                    incs = list(map(sub, values, b.last_v))
+                    total = sum(incs)  # NaN anywhere makes it NaN
+                    if (incs and total == total and min(incs) >= 0
+                            and max(values) < self._vlimit):
+                        b.inc = list(map(add, b.inc, incs))
+                        if dt <= self._cap0:  # the same operations as the per-series path
+                            b.pk = list(map(max, b.pk, map(truediv, map(
+                                mul, incs, repeat(NS_PER_S)), repeat(dt))))
+                        b.iinc = incs
+                        b.it0 = last_t
+                        if not b.has:
+                            b.has = True
+                            b.p0 = last_t
+                        b.last_v = values if type(values) is list else list(values)
+                        b.last_t = time_ns
+                        b.touched = True
+                        return
+            except Exception:  # a value of a wrong type: the per-series path counts it
+                pass
+        if b is not None:
+            self._dissolve()
+        observe = self.observe
+        for key, value, start, tag in zip(keys, values, starts, tags, strict=True):
+            observe(key, value, time_ns, start, True, 0, tag)
+        self._form_block(keys, starts)
+
+    def _form_block(self, keys: Sequence[Hashable], starts: Sequence[int]) -> None:
+        """Turn ``keys`` into a column block when their series share a time line."""
+        if not self._simple or not keys:
+            return
+        get = self._series.get
+        series = [get(k) for k in keys]
+        first = series[0]
+        if type(first) is not _Series:
+            return
+        shared = (first.last_t, first.p0, first.has, first.touched, first.silent, first.it0)
+        for s, start in zip(series, starts, strict=True):
+            if (type(s) is not _Series or not s.cum or s.stale or s.ext is not None
+                    or s.start != start
+                    or (s.last_t, s.p0, s.has, s.touched, s.silent, s.it0) != shared):
+                return
+        if len(set(map(id, series))) != len(series):
+            return  # a key listed twice
+        b = self._block = _Block(keys, series)
+        b.starts = starts
+        for k in keys:
+            self._series[k] = b
+
+    def _dissolve(self) -> None:
+        """Give every series of the block its own state again (same values)."""
+        b = self._block
+        if b is None:
+            return
+        self._block = None
+        for i, key in enumerate(b.keys):
+            if self._series.get(key) is not b:
+                continue
+            s = _Series(b.tags[i], True)
+            s.start = b.starts[i]
+            s.last_t = b.last_t
+            s.last_v = b.last_v[i]
+            s.has = b.has
+            s.p0 = b.p0
+            s.inc = b.inc[i]
+            s.pk = b.pk[i]
+            s.it0 = b.it0
+            s.iinc = b.iinc[i]
+            s.touched = b.touched
+            s.silent = b.silent
+            self._series[key] = s
+
     def _note(self, reason: str) -> None:
         self._anomalies[reason] = self._anomalies.get(reason, 0) + 1
         cb = self._on_anomaly
@@ -298,6 +421,9 @@ class RateEngine:
 
     def _observe_slow(self, s: _Series | None, key: Hashable, value: float, time_ns: int,
                       start_ns: int, cumulative: bool, flags: int, tag: Any) -> bool:
+        if type(s) is _Block:
+            self._dissolve()
+            s = self._series[key]
         if not _valid_time(time_ns) or not _valid_time(start_ns):
             return self._reject("invalid")
         if type(flags) is not int:
@@ -534,9 +660,15 @@ class RateEngine:
         simple = self._simple
         n_peaks = self._n_peaks
         new = tuple.__new__
+        block_done = False
         for key in (list(series) if keys is None else keys):
             s = series.get(key)
             if s is None:
+                continue
+            if type(s) is _Block:
+                if not block_done:
+                    block_done = True
+                    self._read_block(s, now, out)
                 continue
             if s.has:
                 e = s.ext
@@ -570,6 +702,36 @@ class RateEngine:
                                              (0.0,) * n_peaks, no_windows, True)))
         return out
 
+    def _read_block(self, b: _Block, now: int, out: list[Reading]) -> None:
+        """:meth:`read` of every series of the block (the per-series rules, by column)."""
+        new = tuple.__new__
+        if b.has:
+            end, p0 = b.last_t, b.p0
+            span = end - p0
+            for key, tag, inc, pk in zip(b.keys, b.tags, b.inc, b.pk, strict=True):
+                out.append(new(Reading, (key, tag, inc * NS_PER_S / span, p0, end,
+                                         (pk if pk >= 0 else None,), (), False)))
+            n = len(b.keys)
+            b.inc = [0.0] * n
+            b.pk = [-1.0] * n
+            b.has = False
+            b.p0 = end
+            b.touched = False
+            b.silent = 0
+        elif b.touched:
+            b.touched = False
+            b.silent = 0
+        else:
+            b.silent += 1
+            if b.silent >= self.config.quiet_intervals:
+                self._block = None
+                for key, tag in zip(b.keys, b.tags, strict=True):
+                    del self._series[key]
+                    self._note("quiet")
+                    if now > b.last_t:
+                        out.append(new(Reading, (key, tag, 0.0, b.last_t, now, (0.0,), (),
+                                                 True)))
+
     def _windows(self, s: _Series, now: int) -> tuple[tuple[float, int, int] | None, ...]:
         e = s.ext
         b = e.buckets if e is not None else None
@@ -593,6 +755,8 @@ class RateEngine:
 
     def forget(self, key: Hashable) -> None:
         """Stop tracking ``key`` (no final reading)."""
+        if type(self._series.get(key)) is _Block:
+            self._dissolve()
         self._series.pop(key, None)
 
     def anomaly_counts(self) -> dict[str, int]:

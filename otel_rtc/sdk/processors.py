@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from itertools import compress
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -337,6 +338,10 @@ class _DerivedProcessor(MetricsProcessor):
         # export's bookkeeping bumps ``_generation``: only it can take admission away.
         self._rows: dict[tuple[str, int], list[Any]] = {}
         self._generation = 0
+        # The rows of the last clean tick: (generation, attributes, names, selected mask,
+        # keys, tags, start times, selected start times). The same rows again go to the
+        # engine as one column update.
+        self._layout: tuple[Any, ...] | None = None
         if sampler is not None:
             sampler.subscribe(self._on_sample)
 
@@ -351,32 +356,69 @@ class _DerivedProcessor(MetricsProcessor):
 
     def _on_sample(self, time_ns: int, rows: list[Sample]) -> None:
         with self._lock:
-            cache = self._rows
-            if len(cache) > 4 * len(rows) + 64:
-                cache.clear()  # a source building fresh attribute objects every tick
-            selects = self.deriver.selects
-            gen = self._generation
-            observe = self.deriver.engine.observe
-            for row in rows:
+            lay = self._layout
+            if lay is not None and lay[0] == self._generation:
+                # The same rows as the previous tick (same names and attribute objects, in
+                # the same order): one column update of the engine, no per-row work.
                 try:
-                    name, attrs, value, start_ns = row
-                    e = cache.get((name, id(attrs)))
-                    if e is None or e[0] is not attrs:
-                        if not isinstance(name, str):
-                            raise TypeError("metric name must be a str")
-                        if not selects(name):
-                            continue  # recognised by name, attributes never touched
-                        e = cache[(name, id(attrs))] = [attrs, *self._prepare(name, attrs),
-                                                        -1]
-                    elif e[1] is None:
-                        continue  # an unselected metric
-                    if e[3] == gen:
-                        observe(e[1], value, time_ns, start_ns, True, 0, e[2])
-                    elif self._admit(e[1]):
-                        e[3] = gen
-                        observe(e[1], value, time_ns, start_ns, True, 0, e[2])
-                except Exception:  # a malformed row of some source: only it is lost
-                    count_drop(self.component, "invalid_sample")
+                    names, attrs, values, starts = zip(*rows, strict=False)
+                except ValueError:  # no rows, or a malformed one: the per-row path
+                    pass
+                else:
+                    if attrs == lay[1] and names == lay[2]:
+                        mask = lay[3]
+                        if starts != lay[6]:
+                            lay = self._layout = (*lay[:6], starts,
+                                                  list(compress(starts, mask)))
+                        self.deriver.engine.observe_many(
+                            lay[4], list(compress(values, mask)), time_ns, lay[7], lay[5])
+                        return
+            self._layout = None
+            self._rows_one_by_one(time_ns, rows)
+
+    def _rows_one_by_one(self, time_ns: int, rows: list[Sample]) -> None:
+        """Resolve and feed each row; remember the layout when every row was clean."""
+        cache = self._rows
+        if len(cache) > 4 * len(rows) + 64:
+            cache.clear()  # a source building fresh attribute objects every tick
+        selects = self.deriver.selects
+        gen = self._generation
+        observe = self.deriver.engine.observe
+        mask: list[bool] = []
+        keys: list[Hashable] = []
+        tags: list[Any] = []
+        clean = True
+        for row in rows:
+            try:
+                name, attrs, value, start_ns = row
+                e = cache.get((name, id(attrs)))
+                if e is None or e[0] is not attrs:
+                    if not isinstance(name, str):
+                        raise TypeError("metric name must be a str")
+                    if not selects(name):
+                        mask.append(False)
+                        continue  # recognised by name, attributes never touched
+                    e = cache[(name, id(attrs))] = [attrs, *self._prepare(name, attrs), -1]
+                if e[2] is None:  # feeds only the load, and lacks room/direction/media
+                    count_drop(self.component, "missing_attributes")
+                    clean = False
+                    continue
+                if e[3] != gen:
+                    if not self._admit(e[1]):
+                        mask.append(False)
+                        continue
+                    e[3] = gen
+                observe(e[1], value, time_ns, start_ns, True, 0, e[2])
+                mask.append(True)
+                keys.append(e[1])
+                tags.append(e[2])
+            except Exception:  # a malformed row of some source: only it is lost
+                count_drop(self.component, "invalid_sample")
+                clean = False
+        if clean and keys:
+            names, attrs, _v, starts = zip(*rows, strict=True)
+            self._layout = (gen, attrs, names, mask, keys, tags, starts,
+                            list(compress(starts, mask)))
 
     def _prepare(self, name: str, attrs: Mapping[str, Any]) -> tuple[Hashable, Any]:
         a = self._key_of(attrs)
@@ -458,6 +500,8 @@ class _DerivedProcessor(MetricsProcessor):
                     for p in md.data_points:
                         a = self._key_of(p.attributes or {})
                         key = (m.name, a)
+                        if key not in exported:
+                            self._generation += 1  # a sample row may be admitted now
                         exported[key] = n
                         if key in sampled:
                             continue  # the sampler is this series' authority
