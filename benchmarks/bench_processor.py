@@ -105,7 +105,7 @@ def _inprocess_setup(n_streams, seconds, export_every=60):
     clock = ManualClock(T0)
     p = make_test_pipeline(local_aggregation=False)
     acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=True,
-                            max_participants=10**6, clock=clock)
+                            max_participants=300, clock=clock)
     streams = [(f"room{i // 10}", f"p{i}", ("up", "down")[i % 2],
                 ("audio", "video", "data")[i % 3]) for i in range(n_streams)]
     src_time = [0.0, 0]
