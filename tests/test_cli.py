@@ -1,9 +1,13 @@
 """``otel-rtc collector``, the Rotel launcher and the test OTLP receiver."""
 
+import argparse
 import gzip
+import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -131,3 +135,135 @@ def test_collector_command_end_to_end(otlp_receiver):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+# -- issue #11: a usable collector CLI -----------------------------------------------------
+
+
+def _all_parsers():
+    parser = _cli._parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [parser, *[p for s in subs for p in s.choices.values()]]
+
+
+def test_help_says_what_each_option_does_in_plain_text(capsys):
+    for parser in _all_parsers():
+        for action in parser._actions:
+            if action.option_strings:  # every option (sub-commands have their own help)
+                assert action.help, f"{parser.prog}: {action.option_strings} has no help"
+    for argv in (["--help"], ["collector", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            _cli.main(argv)
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        for markup in ("``", ":func:", ":mod:", ":class:", ":data:", ":meth:"):
+            assert markup not in out, (argv, markup)
+    assert "--log-file" in out and "--print-command" in out
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["collector", "--version"]])
+def test_version(argv, capsys):
+    from otel_rtc.version import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        _cli.main(argv)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"otel-rtc {__version__} (rotel ")
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:4318", "ftp://127.0.0.1:21",
+                                      "http://127.0.0.1", "http://:4318",
+                                      "http://127.0.0.1:99999", "http://h:x"])
+def test_bad_endpoint_is_a_clear_one_line_error(endpoint, capsys):
+    assert _cli.main(["collector", "--exporter-endpoint", endpoint]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--exporter-endpoint must be http://HOST:PORT" in err
+    assert repr(endpoint) in err
+
+
+def test_same_port_twice_is_refused(capsys):
+    assert _cli.main(["collector", "--exporter", "blackhole", "--http-port", "4000",
+                      "--grpc-port", "4000"]) == 2
+    assert "both 4000" in capsys.readouterr().err
+
+
+def test_print_command_leaves_no_temp_folder(tmp_path, monkeypatch, capsys):
+    if _rotel.find_rotel() is None:
+        pytest.skip("rotel-agent not installed")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert _cli.main(["collector", "--exporter", "blackhole", "--print-command"]) == 0
+    assert "--pid-file" not in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_log_summary_counts_repeats():
+    import io
+
+    now = [0.0]
+    out = io.StringIO()
+    s = _cli.LogSummary(out, interval_s=10, clock=lambda: now[0])
+    line = ("\x1b[2m2026-12-02T11:29:14.096658Z\x1b[0m \x1b[32m INFO\x1b[0m Exporting failed, "
+            "will retry again after delay. \x1b[3mattempt\x1b[0m=1 delay=1.2s\n")
+    s.feed("\x1b[2m2026-12-02T11:29:11Z\x1b[0m INFO Starting Rotel. http_endpoint=x\n")
+    s.feed(line * 3 + line[:20])  # a partial line stays for the next chunk
+    s.feed(line[20:])
+    assert out.getvalue().count("Exporting failed") == 1 and "\x1b" not in out.getvalue()
+    now[0] = 11.0
+    s.feed("")
+    assert "rotel: (3 more in 11 s) INFO Exporting failed, will retry again after delay." \
+        in out.getvalue()
+    s.feed(line)  # a new interval shows the kind again
+    assert out.getvalue().count("attempt=1") == 2
+
+
+@pytest.mark.collector
+def test_collector_log_is_summarised_kept_and_no_temp_left(tmp_path):
+    """The real rotel-agent forwarding to a closed port: its "Exporting failed" lines are
+    summarised on stderr, all kept in --log-file, and the temp folder is gone at exit."""
+    if _rotel.find_rotel() is None:
+        pytest.skip("rotel-agent not installed")
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    log_file = tmp_path / "rotel.log"
+    http_port, grpc_port, dead = free_port(), free_port(), free_port()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otel_rtc.cli", "collector", "--http-port", str(http_port),
+         "--grpc-port", str(grpc_port), "--exporter-endpoint", f"http://127.0.0.1:{dead}",
+         "--log-file", str(log_file)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        banner = proc.stdout.readline()
+        assert f"127.0.0.1:{http_port}" in banner, proc.stderr.read()
+        assert [p.name[:15] for p in tmp.iterdir()] == ["otel-rtc-rotel-"]
+        reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(f"http://127.0.0.1:{http_port}/v1/metrics"),
+            export_interval_millis=200)
+        mp = MeterProvider(metric_readers=[reader])
+        counter = mp.get_meter("t").create_counter("t.c")
+        deadline = time.monotonic() + 30
+        while log_file.read_text(errors="replace").count("Exporting failed") < 4:
+            assert time.monotonic() < deadline, log_file.read_text(errors="replace")
+            counter.add(1)
+            time.sleep(0.2)
+        mp.shutdown()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    full = log_file.read_text(errors="replace")
+    failed = full.count("Exporting failed")
+    assert failed >= 4
+    assert err.count("rotel: ") >= 2 and "\x1b" not in err
+    assert 1 <= err.count("Exporting failed") < failed  # summarised, not every line
+    assert re.search(r"rotel: \(\d+ more in \d+ s\) .*Exporting failed", err), err
+    assert f"complete log in {log_file}" in err
+    assert list(tmp.iterdir()) == []  # nothing left in temp folders

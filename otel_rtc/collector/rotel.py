@@ -8,7 +8,8 @@ Used by the ``otel-rtc collector`` command, the tests and the benchmarks::
         ...
 
 Everything binds to ``127.0.0.1`` with free ports picked at start. The agent's
-stdout/stderr go to a log file in a private temporary directory (:meth:`RotelCollector.logs`).
+stdout/stderr go to ``log_file`` if given (kept), else to a private temporary directory
+that exists only while the agent runs (:meth:`RotelCollector.logs` keeps the text).
 The embedded Python interpreter of ``rotel-agent`` uses the *system* ``sys.path``, so
 the launcher prepends the directory containing the ``otel_rtc`` package to
 ``PYTHONPATH``: the processor module imports the pure core from there.
@@ -123,6 +124,8 @@ class RotelCollector:
         extra_args: More ``rotel-agent start`` arguments.
         env: Extra environment (e.g. ``OTEL_RTC_*`` processor settings).
         binary: Path of ``rotel-agent``; found with :func:`find_rotel` by default.
+        log_file: Write the agent's output here (appended, kept after :meth:`stop`);
+            by default to a temporary file removed at :meth:`stop`.
 
     Raises:
         ValueError: bad exporter or protocol, or ``otlp`` without an endpoint.
@@ -143,6 +146,7 @@ class RotelCollector:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         binary: str | os.PathLike[str] | None = None,
+        log_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if exporter not in ("otlp", "blackhole"):
             raise ValueError("exporter must be 'otlp' or 'blackhole'")
@@ -167,13 +171,20 @@ class RotelCollector:
         self.batch_timeout = batch_timeout
         self.extra_args = list(extra_args)
         self.extra_env = dict(env or {})
-        self._dir = tempfile.mkdtemp(prefix="otel-rtc-rotel-")
-        self.log_path = Path(self._dir) / "agent.log"
+        self._user_log = Path(log_file) if log_file is not None else None
+        self._dir: str | None = None  # private, only while the agent runs
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
         self._final_logs: str | None = None
 
     # -- command -----------------------------------------------------------------------
+    @property
+    def log_path(self) -> Path | None:
+        """Where the agent's output goes (``None`` before :meth:`start` without ``log_file``)."""
+        if self._user_log is not None:
+            return self._user_log
+        return Path(self._dir) / "agent.log" if self._dir is not None else None
+
     @property
     def http_endpoint(self) -> str:
         """``http://host:port`` of the OTLP/HTTP receiver."""
@@ -185,14 +196,19 @@ class RotelCollector:
         return f"http://{self.host}:{self.grpc_port}"
 
     def command(self) -> list[str]:
-        """The ``rotel-agent start ...`` argument vector."""
+        """The ``rotel-agent start ...`` argument vector.
+
+        While the agent runs it includes private ``--pid-file`` / ``--log-file`` paths
+        (used only if the agent daemonizes); before, they are left to the agent's defaults.
+        """
         cmd = [str(self.binary), "start",
                "--otlp-http-endpoint", f"{self.host}:{self.http_port}",
                "--otlp-grpc-endpoint", f"{self.host}:{self.grpc_port}",
                "--exporter", self.exporter,
-               "--batch-timeout", self.batch_timeout,
-               "--pid-file", str(Path(self._dir) / "agent.pid"),
-               "--log-file", str(Path(self._dir) / "agent-daemon.log")]
+               "--batch-timeout", self.batch_timeout]
+        if self._dir is not None:
+            cmd += ["--pid-file", str(Path(self._dir) / "agent.pid"),
+                    "--log-file", str(Path(self._dir) / "agent-daemon.log")]
         if self.exporter == "otlp":
             cmd += ["--otlp-exporter-endpoint", str(self.exporter_endpoint),
                     "--otlp-exporter-protocol", self.exporter_protocol]
@@ -220,9 +236,16 @@ class RotelCollector:
         """
         if self._proc is not None:
             return self
-        os.makedirs(self._dir, exist_ok=True)
+        self._dir = tempfile.mkdtemp(prefix="otel-rtc-rotel-")
         self._final_logs = None
-        log = open(self.log_path, "wb")
+        path = self.log_path
+        assert path is not None
+        try:
+            log = open(path, "ab")  # closed in stop()
+        except OSError as exc:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+            raise RotelError(f"cannot write the collector log {str(path)!r}: {exc}") from exc
         self._log_file = log
         self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, env=self.environment(),
@@ -288,15 +311,20 @@ class RotelCollector:
         if f is not None:
             f.close()  # type: ignore[attr-defined]
             self._final_logs = self.logs()
+        if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
         return code
 
     def logs(self) -> str:
         """Everything the agent printed so far (ANSI colour codes included)."""
         if self._final_logs is not None:
             return self._final_logs
+        path = self.log_path
+        if path is None:
+            return ""
         try:
-            return self.log_path.read_text(errors="replace")
+            return path.read_text(errors="replace")
         except OSError:
             return ""
 
