@@ -489,3 +489,15 @@ def test_rejected_timestamps_are_dropped_and_not_counted_into_a_burst(
     [span] = [s for s in otlp_receiver.spans() if attrs_of(s).get(ATTR_SOURCE) == "rejects"]
     assert attrs_of(span)[ATTR_MESSAGE_COUNT] == 2
     assert _self_telemetry.drop_count("burst", "invalid") == 2
+
+
+def test_burst_span_never_ends_before_it_starts_and_the_clamp_is_counted(monitors,
+                                                                         switches):
+    _self_telemetry._reset_for_tests()
+    m, p = make_monitor(monitors, switches, name="backwards")
+    m.processing_started(ms(10))
+    m.processing_finished(ms(11))
+    m.buffer_empty(ms(7))  # the clock went backwards within the burst
+    [span] = p.spans()
+    assert span.end_time >= span.start_time == ms(10)
+    assert _self_telemetry._clamps.get("burst") == 1

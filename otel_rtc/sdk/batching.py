@@ -150,6 +150,9 @@ class _BatchQueue:
                 return
 
     def _drain(self) -> None:
+        # Exports must not be traced themselves (an HTTP client instrumentation would make
+        # spans about sending spans): the context key every instrumentation checks, as the
+        # SDK's own batch processor sets it.
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             while True:
