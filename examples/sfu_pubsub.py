@@ -123,7 +123,7 @@ class Sfu:
             self.rng.randint(600, 1200)
         if track.muted:
             self.at(self.rng.randint(1, 4) * NS_PER_S, lambda: self.unmute(peer, track, pub))
-        self.at(delay * MS, lambda: None if track.muted else pub.published())
+        self.at(delay * MS, lambda: None if track.muted else pub.complete())
         for other in [p for p in self.peers.values() if p.room == peer.room and p is not peer]:
             self.subscribe(other, track)
 
@@ -132,10 +132,10 @@ class Sfu:
             return
         track.muted = False
         pub.unmute()
-        self.at(self.rng.randint(10, 50) * MS, pub.published)
+        self.at(self.rng.randint(10, 50) * MS, pub.complete)
         for sub in list(track.subscribers.values()):
             sub.unmute()
-            self.at(self.rng.randint(20, 80) * MS, sub.first_packet)
+            self.at(self.rng.randint(20, 80) * MS, sub.complete)
         self.stats["unmutes"] += 1
 
     def subscribe(self, peer: Peer, track: Track, reason: str | None = None) -> None:
@@ -151,7 +151,7 @@ class Sfu:
                 self.at(self.rng.randint(50, 200) * MS,
                         lambda: (sub.fail("NegotiationTimeout"), self.subscribe(peer, track)))
             else:
-                self.at(self.rng.randint(30, 250) * MS, sub.first_packet)
+                self.at(self.rng.randint(30, 250) * MS, sub.complete)
 
     def migrate(self, peer: Peer) -> None:
         """The subscriber moves to another node: every subscription restarts."""

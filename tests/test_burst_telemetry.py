@@ -23,7 +23,6 @@ from otel_rtc.instrumentation.bursts import (
     BurstMonitor,
     get_burst_monitor,
 )
-from otel_rtc.sdk import aggregation as _local_aggregation
 from otel_rtc.testing import make_test_pipeline
 
 BASE = 1_700_000_000_000_000_000
@@ -253,11 +252,11 @@ def test_bad_arguments(kwargs, switches):
 def test_sdk_failures_are_contained(monitors, switches):
     m, p = make_monitor(monitors, switches)
 
-    def boom(_event):
-        raise RuntimeError("exporter bug")
+    class Boom:
+        def record(self, *_event):
+            raise RuntimeError("exporter bug")
 
-    m._recorder.append = boom
-    m._generation = _local_aggregation.generation()
+    m._recorder = Boom()
     run_burst(m, IDEAL)  # must not raise
     assert _self_telemetry.error_count("burst") == 1
     assert len(p.spans()) == 1  # the span part still worked

@@ -328,12 +328,14 @@ async def test_handler_exception_is_recorded_and_reraised_unchanged(pipe):
     assert not points(m, CONSUMED, **{"error.type": None})  # every message failed
 
 
-def test_exception_messages_stay_out_of_spans_unless_asked(pipe):
+def test_exception_messages_stay_out_of_spans_unless_asked(pipe, monkeypatch):
     quiet = handler(pipe, mode="spans")
-    loud = handler(pipe, destination="loud", mode="spans", record_exception_messages=True)
-    for h in (quiet, loud):
-        with pytest.raises(Boom), h:
-            raise Boom("card=4111-1111 in the payload")
+    loud = handler(pipe, destination="loud", mode="spans")
+    with pytest.raises(Boom), quiet:
+        raise Boom("card=4111-1111 in the payload")
+    monkeypatch.setenv("OTEL_RTC_RECORD_EXCEPTION_MESSAGES", "true")  # the one opt-in
+    with pytest.raises(Boom), loud:
+        raise Boom("card=4111-1111 in the payload")
     by_dest = {s.attributes["messaging.destination.name"]: s for s in pipe.spans()}
     q, lo = by_dest["orders"], by_dest["loud"]
     assert q.status.description == "Boom"
@@ -341,8 +343,6 @@ def test_exception_messages_stay_out_of_spans_unless_asked(pipe):
     assert "4111" not in repr(q.to_json())
     assert "4111" in lo.status.description
     assert "4111" in lo.events[0].attributes["exception.message"]
-    with pytest.raises(ValueError):
-        MessageHandler("x", record_exception_messages="yes")
 
 
 @pytest.mark.parametrize("mode", ["metrics", "retroactive"])
@@ -589,7 +589,12 @@ def test_clock_backwards_is_clamped(pipe):
     handle(BASE + MS)  # received after start, finish before start
     pt = one(pipe.metrics(), PROC)
     assert pt.sum == 0 and one(pipe.metrics(), WAIT).sum == 0
-    assert _self_telemetry._clamps.get("handler") == 3
+    assert one(pipe.metrics(), R2F).sum == 0
+    [span] = pipe.spans()
+    assert span.end_time == span.start_time == BASE  # never ends before it starts
+    assert span.attributes["otel_rtc.message.queue_wait"] == 0
+    # One clamp per clamped timestamp: the finish (to the start), the received time.
+    assert _self_telemetry._clamps.get("handler") == 2
 
 
 # -- bursts -----------------------------------------------------------------------------
@@ -727,3 +732,239 @@ def test_bad_arguments(kw):
         MessageHandler(args.pop("destination"), **args)
     with pytest.raises(ValueError):
         MessageHandler("orders")(42)
+
+
+# -- generators, async generators and returned awaitables: timed to their real end ----------
+
+class GenBoom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("mode", ["metrics", "spans"])
+def test_generator_handler_is_timed_to_its_last_item(pipe, mode):
+    clock = ManualClock(BASE)
+    h = handler(pipe, mode=mode, clock=clock)
+
+    @h
+    def handle(msg):
+        for i in range(3):
+            clock.advance(10 * MS)
+            yield i
+
+    gen = handle("m")
+    assert list(gen) == [0, 1, 2]
+    assert one(pipe.metrics(), PROC).sum == pytest.approx(0.030)
+    if mode == "spans":
+        [span] = pipe.spans()
+        assert span.end_time - span.start_time == 30 * MS
+        assert span.status.status_code is not StatusCode.ERROR
+
+
+def test_generator_send_and_return_value_pass_through(pipe):
+    h = handler(pipe, mode="metrics")
+
+    @h
+    def echo(msg):
+        got = yield "ready"
+        return got * 2
+
+    gen = echo("m")
+    assert next(gen) == "ready"
+    with pytest.raises(StopIteration) as stop:
+        gen.send(21)
+    assert stop.value.value == 42
+    assert one(pipe.metrics(), CONSUMED).value == 1
+
+
+@pytest.mark.parametrize("mode", ["metrics", "spans"])
+def test_exception_while_iterating_is_recorded_and_reraised_unchanged(pipe, mode):
+    h = handler(pipe, mode=mode)
+    err = GenBoom("during iteration")
+
+    @h
+    def handle(msg):
+        yield 1
+        raise err
+
+    gen = handle("m")
+    assert next(gen) == 1
+    with pytest.raises(GenBoom) as caught:
+        next(gen)
+    assert caught.value is err
+    m = pipe.metrics()
+    assert one(m, CONSUMED, **{"error.type": "GenBoom"}).value == 1
+    assert not points(m, CONSUMED, **{"error.type": None})
+    if mode == "spans":
+        [span] = pipe.spans()
+        assert span.status.status_code is StatusCode.ERROR
+
+
+def test_generator_closed_early_is_an_early_end_not_a_failure(pipe):
+    clock = ManualClock(BASE)
+    h = handler(pipe, mode="metrics", clock=clock)
+
+    @h
+    def handle(msg):
+        while True:
+            clock.advance(MS)
+            yield 1
+
+    gen = handle("m")
+    next(gen)
+    next(gen)
+    gen.close()
+    m = pipe.metrics()
+    assert one(m, CONSUMED).value == 1
+    assert not points(m, CONSUMED, **{"error.type": "GeneratorExit"})
+    assert one(m, PROC).sum == pytest.approx(0.002)
+
+
+@pytest.mark.parametrize("mode", ["metrics", "spans", "bursts"])
+async def test_async_generator_handler_is_timed_to_its_end(pipe, mode):
+    clock = ManualClock(BASE)
+    sw = BurstSwitches(environ={})
+    sw.set(enabled=True)
+    mon = BurstMonitor("agen", tracer_provider=pipe.tracer_provider,
+                       meter_provider=pipe.meter_provider, stats_interval_s=None,
+                       switches=sw, clock=clock)
+    h = handler(pipe, mode=mode, clock=clock, bursts=mon)
+
+    @h
+    async def handle(msg):
+        for i in range(2):
+            await asyncio.sleep(0)
+            clock.advance(5 * MS)
+            yield i
+
+    assert [i async for i in handle("m")] == [0, 1]
+    mon.buffer_empty(clock())
+    if mode != "bursts":
+        assert one(pipe.metrics(), PROC).sum == pytest.approx(0.010)
+    [burst] = mon.raw()
+    assert burst.end_ns - burst.start_ns == 10 * MS  # the burst saw the real end too
+    mon.close()
+
+
+async def test_exception_in_async_generator_is_recorded_and_reraised_unchanged(pipe):
+    h = handler(pipe, mode="spans")
+    err = GenBoom("async iteration")
+
+    @h
+    async def handle(msg):
+        yield 1
+        raise err
+
+    agen = handle("m")
+    assert await agen.__anext__() == 1
+    with pytest.raises(GenBoom) as caught:
+        await agen.__anext__()
+    assert caught.value is err
+    [span] = pipe.spans()
+    assert span.attributes["error.type"] == "GenBoom"
+
+
+async def test_async_generator_asend_and_athrow_are_forwarded(pipe):
+    h = handler(pipe, mode="metrics")
+    seen = []
+
+    @h
+    async def handle(msg):
+        while True:
+            try:
+                seen.append((yield len(seen)))
+            except KeyError:
+                seen.append("thrown")
+
+    agen = handle("m")
+    assert await agen.asend(None) == 0
+    assert await agen.asend("a") == 1
+    assert await agen.athrow(KeyError()) == 2
+    await agen.aclose()
+    assert seen == ["a", "thrown"]
+    assert one(pipe.metrics(), CONSUMED).value == 1
+
+
+async def test_awaitable_returned_by_a_plain_function_is_timed_to_its_end(pipe):
+    clock = ManualClock(BASE)
+    h = handler(pipe, mode="spans", clock=clock)
+
+    async def work():
+        await asyncio.sleep(0)
+        clock.advance(7 * MS)
+        return "done"
+
+    @h
+    def handle(msg):
+        return work()  # a coroutine, not awaited here
+
+    assert await handle("m") == "done"
+    [span] = pipe.spans()
+    assert span.end_time - span.start_time == 7 * MS
+    assert one(pipe.metrics(), PROC).sum == pytest.approx(0.007)
+
+
+async def test_future_returned_is_timed_to_its_result_and_stays_the_same_object(pipe):
+    clock = ManualClock(BASE)
+    h = handler(pipe, mode="metrics", clock=clock)
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    failing = loop.create_future()
+
+    @h
+    def handle(f):
+        return f
+
+    assert handle(fut) is fut
+    assert handle(failing) is failing
+    clock.advance(4 * MS)
+    fut.set_result(1)
+    failing.set_exception(GenBoom("later"))
+    await asyncio.sleep(0)  # done callbacks run on the loop
+    with pytest.raises(GenBoom):
+        failing.result()
+    m = pipe.metrics()
+    assert one(m, PROC, **{"error.type": None}).sum == pytest.approx(0.004)
+    assert one(m, CONSUMED, **{"error.type": "GenBoom"}).value == 1
+
+
+# -- cardinality: handler destinations -----------------------------------------------------
+
+def test_destinations_over_the_cap_fold_into_one_counted_overflow_series(pipe, monkeypatch):
+    from otel_rtc.instrumentation import handler as handler_mod
+
+    monkeypatch.setattr(handler_mod, "_series", handler_mod._SeriesCap(10))  # 6 admitted
+    for i in range(20):
+        h = handler(pipe, destination=f"room-{i}", mode="metrics")
+        h(lambda m: m)("x")
+    m = pipe.metrics()
+    dests = {p.attributes["messaging.destination.name"] for p in m[CONSUMED]}
+    assert len(dests) == 4  # 3 destinations x (first, retry) = 6 sets, then the overflow
+    assert "_other" in dests
+    sets = {tuple(sorted(p.attributes.items())) for p in m[CONSUMED]}
+    assert len(sets) <= 10
+    assert sum(p.value for p in m[CONSUMED]) == 20  # every message still counted
+    other = one(m, CONSUMED, **{"messaging.destination.name": "_other"})
+    assert other.value == 17 and other.attributes["messaging.system"] == "_other"
+    # 17 handlers x 2 attempt labels refused, each counted
+    assert _self_telemetry.drop_count("handler", "series_cap") == 34
+
+
+def test_the_default_cap_is_within_the_sdk_limit():
+    from otel_rtc.instrumentation.handler import HANDLER_SERIES_LIMIT
+
+    assert 0 < HANDLER_SERIES_LIMIT <= 2000
+
+
+def test_twenty_thousand_destinations_stay_under_the_sdk_limit(pipe, monkeypatch):
+    # The probe: 20,000 destinations made 40,000 series with no cap and no count.
+    from otel_rtc.instrumentation import handler as handler_mod
+
+    monkeypatch.setattr(handler_mod, "_series",
+                        handler_mod._SeriesCap(handler_mod.HANDLER_SERIES_LIMIT))
+    for i in range(20_000):
+        MessageHandler(f"d{i}", meter_provider=pipe.meter_provider)(lambda m: m)("x")
+    m = pipe.metrics()
+    assert len(m[CONSUMED]) <= 1000
+    assert sum(p.value for p in m[CONSUMED]) == 20_000
+    assert not any(p.attributes.get("otel.metric.overflow") for p in m[CONSUMED])
+    assert _self_telemetry.drop_count("handler", "series_cap") > 0

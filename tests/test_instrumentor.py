@@ -14,12 +14,8 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from otel_rtc.core import switch as _switch
-from otel_rtc.sdk.aggregation import (
-    BufferedRecorder,
-    HistogramSpec,
-    LocalAggregationRegistry,
-    get_recorder,
-)
+from otel_rtc.instrumentation.recording import HistogramSpec, Recorder
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry
 from otel_rtc.sdk.export import RtcWrappingMetricExporter
 from otel_rtc.sdk.instrumentor import RtcInstrumentor, rtc_registry_of
 from otel_rtc.testing import CapturingMetricExporter
@@ -61,15 +57,15 @@ def test_binds_rtc_stage_and_reverses(restore_switches, monkeypatch):
     try:
         assert rtc_registry_of(mp) is registry
         assert rtc_registry_of(MeterProvider()) is None
-        assert isinstance(get_recorder([SPEC], [], mp), BufferedRecorder) is False
+        assert not Recorder([SPEC], [], mp).buffered
         inst = RtcInstrumentor()
         monkeypatch.setenv(_switch.ENV_ENABLED, "true")  # the one env switch of bursts
         inst.instrument(meter_provider=mp, configure=False)
         assert inst.is_instrumented_by_opentelemetry
-        assert isinstance(get_recorder([SPEC], [], mp), BufferedRecorder)
+        assert Recorder([SPEC], [], mp).buffered
         assert restore_switches.enabled is True  # applied at instrument() time
         inst.uninstrument()
-        assert not isinstance(get_recorder([SPEC], [], mp), BufferedRecorder)
+        assert not Recorder([SPEC], [], mp).buffered
     finally:
         mp.shutdown()
 
@@ -80,7 +76,7 @@ def test_plain_provider_is_left_alone(restore_switches):
         inst = RtcInstrumentor()
         inst.instrument(meter_provider=mp, configure=False)
         # not otel_rtc's exporter: instrumentations keep plain SDK record()
-        assert not isinstance(get_recorder([SPEC], [], mp), BufferedRecorder)
+        assert not Recorder([SPEC], [], mp).buffered
         inst.uninstrument()
     finally:
         mp.shutdown()

@@ -4,8 +4,8 @@ The tree is the architecture: ``otel_rtc.core`` (stdlib only), ``otel_rtc.instru
 (OpenTelemetry API and wrapt), ``otel_rtc.sdk`` (the SDK side), ``otel_rtc.collector``
 (inside and around the collector). Module-level imports are read from the source (an
 import inside a function runs only when called, so it is not an import-time dependency);
-a second check imports each core module in a fresh interpreter and looks at
-``sys.modules``.
+a second check imports each core and instrumentation module in a fresh interpreter and
+looks at ``sys.modules``.
 """
 
 from __future__ import annotations
@@ -93,6 +93,29 @@ def test_core_imports_only_stdlib_and_core(module):
     bad = [m for m, _ in _top_level_imports(module)
            if not (_stdlib(m) or _in(m, "otel_rtc.core") or m in {"otel_rtc", "otel_rtc.version"})]
     assert not bad, f"{module} imports {bad}: the core must stay stdlib-only"
+
+
+@pytest.mark.parametrize("module", _modules_of("instrumentation"))
+def test_instrumentation_imports_no_sdk(module):
+    # Like the contrib instrumentations: the OpenTelemetry API (and wrapt) only. The
+    # SDK-side buffering is reached through otel_rtc.instrumentation.recording, whose
+    # backend the SDK layer installs at run time.
+    bad = [m for m, _ in _top_level_imports(module)
+           if _in(m, "opentelemetry.sdk", "otel_rtc.sdk", "otel_rtc.collector", "otel_rtc.cli",
+                  "otel_rtc.testing")]
+    assert not bad, f"{module} imports {bad} at import time: instrumentation is API-only"
+
+
+@pytest.mark.parametrize("module", _modules_of("instrumentation"))
+def test_importing_instrumentation_loads_no_sdk(module):
+    code = (
+        f"import sys; import {module}; "
+        "bad = sorted(m for m in sys.modules"
+        " if m == 'opentelemetry.sdk' or m.startswith(('opentelemetry.sdk.', 'otel_rtc.sdk')));"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_collector_processor_imports_only_what_rotel_can_load():

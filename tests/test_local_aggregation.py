@@ -5,13 +5,9 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from otel_rtc.core.clock import ManualClock
 from otel_rtc.instrumentation.attributes import intern_attrs
-from otel_rtc.sdk.aggregation import (
-    CounterSpec,
-    HistogramSpec,
-    LocalAggregationRegistry,
-    SdkRecorder,
-    get_recorder,
-)
+from otel_rtc.instrumentation.recording import CounterSpec, HistogramSpec, Recorder
+from otel_rtc.sdk import aggregation
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry
 from otel_rtc.testing import CapturingMetricExporter, make_test_pipeline
 
 H = HistogramSpec("t.latency", "s", "test", (0.1, 1.0))
@@ -24,8 +20,8 @@ def test_fold_is_exact_and_buckets_are_upper_inclusive():
     reg = LocalAggregationRegistry(clock=clock)
     rec = reg.recorder([H], [C])
     for v in (0.05, 0.1, 0.5, 1.0, 2.0):
-        rec.append((A, (v,), None, 0))
-    rec.append((A, (None,), None, 0))  # counted, not in the histogram
+        rec.pending.append((A, (v,), None, 0))
+    rec.pending.append((A, (None,), None, 0))  # counted, not in the histogram
     [hist, count] = reg.collect()
     p = hist.data.data_points[0]
     assert p.count == 5
@@ -38,27 +34,30 @@ def test_fold_is_exact_and_buckets_are_upper_inclusive():
 def test_delta_resets_and_cumulative_keeps():
     reg = LocalAggregationRegistry(clock=ManualClock(5))
     rec = reg.recorder([H], [C])
-    rec.append((A, (0.2,), None, 0))
+    rec.pending.append((A, (0.2,), None, 0))
     d = AggregationTemporality.DELTA
     assert reg.collect(d, d)[0].data.data_points[0].count == 1
     assert reg.collect(d, d) == []
-    rec.append((A, (0.2,), None, 0))
+    rec.pending.append((A, (0.2,), None, 0))
     c = AggregationTemporality.CUMULATIVE
     reg.collect(c, c)
-    rec.append((A, (0.2,), None, 0))
+    rec.pending.append((A, (0.2,), None, 0))
     assert reg.collect(c, c)[0].data.data_points[0].count == 2
 
 
-def test_concurrent_appends_are_never_lost():
-    reg = LocalAggregationRegistry()
-    rec = reg.recorder([H], [C], limit=1000)
+def test_concurrent_records_are_never_lost(monkeypatch):
+    # Recording threads fold their own buffer past the limit while the collecting
+    # thread folds it too.
+    monkeypatch.setattr(aggregation, "DEFAULT_PENDING_LIMIT", 1000)
+    p = make_test_pipeline()
+    reg = p.registry
+    rec = Recorder([H], [C], p.meter_provider)
+    assert rec.buffered
     n_threads, per = 4, 20_000
 
     def work():
         for _ in range(per):
-            rec.append((A, (0.5,), None, 0))
-            if len(rec.pending) > rec.limit:
-                rec.fold_if_full()
+            rec.record(A, (0.5,), None, 0)
 
     threads = [threading.Thread(target=work) for _ in range(n_threads)]
     total = 0
@@ -89,10 +88,10 @@ def test_conflicting_spec_is_a_value_error():
 
 def test_pipeline_merges_local_aggregates_with_sdk_metrics():
     p = make_test_pipeline()
-    rec = get_recorder([H], [C], meter_provider=p.meter_provider)
-    assert not isinstance(rec, SdkRecorder)
+    rec = Recorder([H], [C], meter_provider=p.meter_provider)
+    assert rec.buffered
     p.meter_provider.get_meter("x").create_counter("sdk.counter").add(3)
-    rec.append((A, (0.3,), None, 0))
+    rec.record(A, (0.3,), None, 0)
     m = p.metrics()
     assert m["sdk.counter"][0].value == 3
     assert m["t.latency"][0].count == 1
@@ -100,10 +99,10 @@ def test_pipeline_merges_local_aggregates_with_sdk_metrics():
 
 def test_fallback_to_sdk_is_also_exact():
     p = make_test_pipeline(local_aggregation=False)
-    rec = get_recorder([H], [C], meter_provider=p.meter_provider)
-    assert isinstance(rec, SdkRecorder)
+    rec = Recorder([H], [C], meter_provider=p.meter_provider)
+    assert not rec.buffered
     for v in (0.05, 0.5, 5.0):
-        rec.append((A, (v,), None, 0))
+        rec.record(A, (v,), None, 0)
     m = p.metrics()
     assert m["t.latency"][0].count == 3
     assert m["t.count"][0].value == 3
@@ -130,8 +129,7 @@ def test_local_aggregates_export_when_the_sdk_has_no_data_of_its_own():
     mp = MeterProvider(metric_readers=[
         PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)])
     bind_registry(mp, reg)
-    rec = get_recorder([H], [C], mp)
-    rec.append((A, (0.2,), None, 0))
+    Recorder([H], [C], mp).record(A, (0.2,), None, 0)
     mp.force_flush()
     assert inner.batches, "the export stage was never called"
     names = set().union(*(_names(b) for b in inner.batches))
@@ -144,7 +142,7 @@ def test_events_of_a_dropped_recorder_are_kept_for_the_next_collection():
 
     reg = LocalAggregationRegistry(clock=ManualClock(5))
     rec = reg.recorder([H], [C])
-    rec.append((A, (0.2,), None, 0))
+    rec.pending.append((A, (0.2,), None, 0))
     cycle = [rec]
     cycle.append(cycle)  # only the cyclic GC frees it, as with a closed owner
     del rec, cycle
@@ -188,8 +186,8 @@ def test_a_failed_metric_export_counts_its_points_as_dropped():
     reg = LocalAggregationRegistry()
     exporter = RtcWrappingMetricExporter(inner, registry=reg)
     rec = reg.recorder([H], [C])
-    rec.append((A, (0.2,), None, 0))
-    rec.append((intern_attrs({"k": "w"}), (0.3,), None, 0))
+    rec.pending.append((A, (0.2,), None, 0))
+    rec.pending.append((intern_attrs({"k": "w"}), (0.3,), None, 0))
     before = drop_count("export.metrics", "export_failed")
     assert exporter.export(None) is MetricExportResult.FAILURE
     assert drop_count("export.metrics", "export_failed") - before == 4  # 2 series x 2 metrics
@@ -223,14 +221,13 @@ def test_otlp_request_keeps_sdk_and_local_metrics_of_the_same_scope(otlp_receive
         h.shutdown()
 
 
-# -- the column-wise fold equals the per-event fold ---------------------------------------
+# -- the (column-wise) fold equals a straightforward per-event fold ----------------------
 
 import itertools  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 from bisect import bisect_left  # noqa: E402
 
-import pytest  # noqa: E402
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from opentelemetry.trace import SpanContext  # noqa: E402
@@ -259,8 +256,7 @@ _event = st.tuples(
     st.one_of(st.none(), st.none(), st.none(), st.sampled_from(_CTXS)),
     st.integers(0, 10**9),
 )
-# Runs of one attribute set (as from one handler) of varied lengths, so groups are
-# folded both by the per-value loop and column-wise.
+# Runs of one attribute set (as from one handler) of varied lengths.
 _runs = st.lists(st.tuples(st.integers(0, len(_POOL) - 1), st.integers(1, 40),
                            st.lists(_event, min_size=1, max_size=4)),
                  min_size=1, max_size=6)
@@ -321,10 +317,10 @@ _ALL_CTX = [(0, (0.004, 0.5), _CTXS[0], 1), (0, (0.007, 0.5), _CTXS[1], 2),  # s
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(runs=_runs, splits=st.lists(st.integers(0, 300), max_size=3))
-@example(runs=[(0, 3, _TIES)], splits=[])  # per-value loop
-@example(runs=[(0, 30, _TIES)], splits=[])  # column-wise
+@example(runs=[(0, 3, _TIES)], splits=[])
+@example(runs=[(0, 30, _TIES)], splits=[])
 @example(runs=[(1, 40, _ALL_CTX), (0, 20, _ALL_CTX[:1]), (1, 30, _ALL_CTX[1:])], splits=[50])
-def test_column_fold_equals_the_per_event_fold(runs, splits):
+def test_fold_equals_a_per_event_reference_fold(runs, splits):
     events = _expand(runs)
     specs, counters = (_H1, _H2), (_C1, _C2)
     reg = LocalAggregationRegistry(clock=ManualClock(7))
@@ -332,7 +328,7 @@ def test_column_fold_equals_the_per_event_fold(runs, splits):
     cuts = sorted({0, len(events), *(s for s in splits if s < len(events))})
     for a, b in itertools.pairwise(cuts):  # several folds: later ones add to existing states
         for ev in events[a:b]:
-            rec.append(ev)
+            rec.pending.append(ev)
         reg.fold(rec)
     assert not rec.pending
     want_h, want_c = _reference_fold(events, specs, counters)
@@ -367,12 +363,12 @@ def test_fold_pops_only_the_events_present_when_it_starts():
         def __hash__(self) -> int:
             if not Racing.fired:
                 Racing.fired = True
-                rec.append(late)
+                rec.pending.append(late)
             return super().__hash__()
 
     racing = Racing({"k": "v"})
     for _ in range(40):
-        rec.append((racing, (0.2,), None, 0))
+        rec.pending.append((racing, (0.2,), None, 0))
     reg.fold(rec)
     assert Racing.fired and list(rec.pending) == [late]
     reg.fold(rec)
@@ -381,32 +377,34 @@ def test_fold_pops_only_the_events_present_when_it_starts():
     assert hist.data.data_points[0].count == 41 and count.data.data_points[0].value == 41
 
 
-@pytest.mark.parametrize("n", [5, 40])  # per-value loop and column-wise
-def test_a_value_that_is_not_a_number_raises_as_before_and_keeps_the_rest(n):
+def test_a_value_that_is_not_a_number_drops_its_group_counted():
+    from otel_rtc.instrumentation.self_telemetry import drop_count
+
     reg = LocalAggregationRegistry()
-    rec = reg.recorder([H], [C])
-    for _ in range(n):
-        rec.append((A, (0.5,), None, 0))
-    rec.append((A, ("bad",), None, 0))
-    for _ in range(n):
-        rec.append((A, (2.0,), None, 0))
-    with pytest.raises(TypeError):
-        reg.fold(rec)
-    assert len(rec.pending) == n  # the events after the bad one wait for the next fold
-    reg.fold(rec)
-    [hist, count] = reg.collect()
-    p = hist.data.data_points[0]
-    assert list(p.bucket_counts) == [0, n, n] and p.max == 2.0
-    assert count.data.data_points[0].value == 2 * n  # the bad event is lost, as before
+    rec = reg.recorder([H, HistogramSpec("t.other", "s", "test", (1.0,))], [C])
+    b = intern_attrs({"k": "bad"})
+    for _ in range(5):
+        rec.pending.append((A, (0.5, 2.0), None, 0))
+        rec.pending.append((b, (0.5, 2.0), None, 0))
+    rec.pending.append((b, ("bad", 2.0), None, 0))
+    before = drop_count("local_aggregation", "invalid_value")
+    reg.fold(rec)  # never raises
+    assert not rec.pending
+    assert drop_count("local_aggregation", "invalid_value") - before == 6  # b's 6 values
+    got = {(m.name, p.attributes["k"]): p for m in reg.collect() for p in m.data.data_points}
+    assert got[("t.latency", "v")].count == 5
+    assert ("t.latency", "bad") not in got  # that histogram dropped the group, counted
+    assert got[("t.other", "bad")].count == 6  # the other histogram is unaffected
+    assert got[("t.count", "bad")].value == 6  # every event is still counted
 
 
-def test_many_events_of_a_dropped_recorder_are_folded_column_wise():
+def test_many_events_of_a_dropped_recorder_are_folded():
     import gc
 
     reg = LocalAggregationRegistry(clock=ManualClock(5))
     rec = reg.recorder([H], [C])
     for i in range(100):  # 0.0, 0.04, ..., 3.96, and a None between each
-        rec.append((A, (i / 25 if i % 2 == 0 else None,), None, 0))
+        rec.pending.append((A, (i / 25 if i % 2 == 0 else None,), None, 0))
     del rec
     gc.collect()
     [hist, count] = reg.collect()

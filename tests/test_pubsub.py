@@ -44,13 +44,13 @@ def test_publication_and_linked_subscription_through_headers(env):
     pub = ps.publication("TR_1", room="r", participant="alice", kind="video", carrier=headers)
     assert "traceparent" in headers
     clock.advance(120 * MS)
-    pub.published()
+    pub.complete()
     sub = ps.subscription("TR_1", room="r", subscriber="bob", publisher="alice", kind="video",
                           carrier=dict(headers))
     clock.advance(30 * MS)
     sub.bound()
     clock.advance(50 * MS)
-    sub.first_packet()
+    sub.complete()
     pub_span, sub_span = p.spans()
     assert pub_span.kind is SpanKind.PRODUCER and pub_span.name == "publish video"
     assert sub_span.kind is SpanKind.CONSUMER and sub_span.name == "subscribe video"
@@ -105,7 +105,7 @@ def test_resume_supersedes_open_attempt_without_a_giant_first_sample(env):
     clock.advance(300 * NS_PER_S)
     resumed = ps.subscription("T", reason="resume", **kw)
     clock.advance(200 * MS)
-    resumed.first_packet()
+    resumed.complete()
     m = p.metrics()
     # the 300 s of the interrupted attempt are in no duration series at all
     d = points(p, "otel_rtc.subscription.duration")
@@ -144,16 +144,16 @@ def test_expected_to_resume_in_either_order(env, order):
         old.suspend()  # the signal connection dropped; a resume is expected
         assert old.suspended and not old.done
         clock.advance(300 * NS_PER_S)
-        old.first_packet()  # a late callback from the old transport: ignored, counted
+        old.complete()  # a late callback from the old transport: ignored, counted
         assert not old.done
         new = ps.subscription("T", **kw)  # automatic reason: resume
     else:
         new = ps.subscription("T", reason="resume", **kw)  # the new session came first
         clock.advance(50 * MS)
         old.expect_resume()  # the old signal closes afterwards: nothing left to hold
-        old.first_packet()  # already resolved: changes nothing
+        old.complete()  # already resolved: changes nothing
     clock.set(new.start_ns + 150 * MS)
-    new.first_packet()
+    new.complete()
     assert (new.attempt, new.attempt_number) == ("resume", 2)
     d = points(p, "otel_rtc.subscription.duration")
     assert set(d) == {("resume", "success")}  # no "first" sample, giant or not
@@ -292,10 +292,10 @@ def test_high_publish_delay_logs_once_with_identifiers(env, caplog):
     with caplog.at_level(logging.INFO, logger="otel_rtc.pubsub"):
         fast = ps.publication("T1", room="r", participant="alice", kind="audio")
         clock.advance(100 * MS)
-        fast.published()
+        fast.complete()
         slow = ps.publication("T2", room="r", participant="alice", kind="video")
         clock.advance(1500 * MS)
-        slow.published()
+        slow.complete()
     lines = [r.getMessage() for r in caplog.records if "high publish delay" in r.getMessage()]
     assert len(lines) == 1
     assert "track=T2" in lines[0] and "participant=alice" in lines[0] and "room=r" in lines[0]
@@ -385,6 +385,43 @@ def test_clock_backwards_is_clamped(env):
     clock.set(clock.now_ns - NS_PER_S)
     sub.complete()
     assert points(p, "otel_rtc.subscription.duration")[("first", "success")].sum == 0
+    [span] = p.spans()
+    assert span.end_time == span.start_time  # never ends before it starts
+    assert _self_telemetry._clamps.get("pubsub") == 1
+
+
+@pytest.mark.parametrize("end", ["complete", "fail", "abandon", "suspend_then_abandon"])
+def test_no_span_ends_before_it_starts_whatever_the_end(env, end):
+    p, _clock, ps = env
+    t0 = 50 * NS_PER_S
+    pub = ps.publication("T", room="r", participant="a", kind="video", t_ns=t0)
+    if end == "fail":
+        pub.fail("Timeout", t_ns=t0 - MS)
+    elif end == "suspend_then_abandon":
+        pub.suspend(t_ns=t0 - 2 * MS)
+        pub.abandon(t_ns=t0 - MS)
+    else:
+        getattr(pub, end)(t_ns=t0 - MS)
+    [span] = p.spans()
+    assert span.end_time >= span.start_time == t0
+    assert _self_telemetry._clamps.get("pubsub") == 1
+
+
+def test_failure_text_stays_out_unless_opted_in(env, monkeypatch):
+    p, _clock, ps = env
+    secret = "4111-1111 from the payload"
+    ps.publication("T", room="r", participant="a", kind="audio").fail(ValueError(secret))
+    [quiet] = p.spans()
+    assert quiet.status.status_code is StatusCode.ERROR
+    assert quiet.status.description == "ValueError"
+    assert quiet.attributes["error.type"] == "ValueError"
+    assert [dict(e.attributes) for e in quiet.events] == [{"exception.type": "ValueError"}]
+    assert "4111" not in quiet.to_json()
+    monkeypatch.setenv("OTEL_RTC_RECORD_EXCEPTION_MESSAGES", "true")  # the one opt-in
+    ps.publication("U", room="r", participant="a", kind="audio").fail(ValueError(secret))
+    loud = p.spans()[-1]
+    assert "4111" in loud.status.description
+    assert "4111" in loud.events[0].attributes["exception.message"]
 
 
 def test_not_recording(env):

@@ -106,9 +106,9 @@ def test_end_to_end_through_rotel(otlp_receiver, rotel_collector):
     sessions.join("r", "bob", "signal")
     headers = {}
     pubsub.publication("TR_1", room="r", participant="alice", kind="video",
-                       carrier=headers).published()
+                       carrier=headers).complete()
     pubsub.subscription("TR_1", room="r", subscriber="bob", kind="video",
-                        carrier=headers).first_packet()
+                        carrier=headers).complete()
     sessions.leave("r", "bob", "signal", expect_resume=True)
     sessions.join("r", "bob", "signal")  # resume: no second joined
     traffic.add("r", "alice", "up", "video", 2**32 - 10, 1000)  # first: a baseline

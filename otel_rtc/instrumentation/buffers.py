@@ -48,9 +48,8 @@ from opentelemetry import metrics as metrics_api
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_rtc.instrumentation.attributes import AttrSet, intern_attrs
+from otel_rtc.instrumentation.recording import CounterSpec, Recorder
 from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
-from otel_rtc.sdk import aggregation as _local_aggregation
-from otel_rtc.sdk.aggregation import CounterSpec, Recorder, get_recorder
 from otel_rtc.version import __version__
 
 __all__ = [
@@ -89,14 +88,6 @@ def last_enqueue_ns() -> int | None:
     uses it as the message's received time and clears it, so a stamp is used once.
     """
     return _last_enqueue.get()
-
-
-def _take_enqueue_stamp() -> int | None:
-    """Return and clear the current context's enqueue stamp (for the handler)."""
-    t = _last_enqueue.get()
-    if t is not None:
-        _last_enqueue.set(None)
-    return t
 
 
 def resolve_monitor(bursts: Any, default_name: str, tracer_provider: Any, meter_provider: Any
@@ -171,8 +162,8 @@ def _register_depth(buffer: Any, meter_provider: Any) -> None:
 class _BufferTelemetry:
     """Counters, depth registration and burst signalling shared by every buffer type."""
 
-    __slots__ = ("__weakref__", "_dropped_attrs", "_gen", "_meter_provider", "_rec_drop",
-                 "_rec_enq", "attrs", "clock", "monitor", "name")
+    __slots__ = ("__weakref__", "_dropped_attrs", "_rec_drop", "_rec_enq", "attrs", "clock",
+                 "monitor", "name")
 
     def __init__(self, owner: Any, name: str, bursts: Any, meter_provider: Any,
                  tracer_provider: Any, clock: Callable[[], int] | None) -> None:
@@ -187,44 +178,21 @@ class _BufferTelemetry:
             r: intern_attrs({ATTR_BUFFER_NAME: name, ATTR_DROP_REASON: r})
             for r in BUFFER_DROP_REASONS
         }
-        self._meter_provider = meter_provider
-        self._gen = -1
-        self._rec_enq: Recorder | None = None
-        self._rec_drop: Recorder | None = None
+        self._rec_enq = Recorder((), (ENQUEUED,), meter_provider)
+        self._rec_drop = Recorder((), (DROPPED,), meter_provider)
         self.monitor = resolve_monitor(bursts, name, tracer_provider, meter_provider)
-        self._resolve()
         _register_depth(owner, meter_provider)
-
-    def _resolve(self) -> None:
-        try:
-            self._gen = _local_aggregation.generation()
-            self._rec_enq = get_recorder((), (ENQUEUED,), self._meter_provider)
-            self._rec_drop = get_recorder((), (DROPPED,), self._meter_provider)
-        except Exception as exc:
-            report_error(_COMPONENT, exc)
 
     def enqueued(self, t_ns: int) -> None:
         try:
-            if self._gen != _local_aggregation.generation():
-                self._resolve()
-            rec = self._rec_enq
-            if rec is not None:
-                rec.append((self.attrs, (), None, t_ns))
-                if len(rec.pending) > rec.limit:
-                    rec.fold_if_full()
+            self._rec_enq.record(self.attrs, (), None, t_ns)
         except Exception as exc:
             report_error(_COMPONENT, exc)
 
     def dropped(self, reason: str) -> None:
         try:
             count_drop(_COMPONENT, reason)
-            if self._gen != _local_aggregation.generation():
-                self._resolve()
-            rec = self._rec_drop
-            if rec is not None:
-                rec.append((self._dropped_attrs[reason], (), None, self.clock()))
-                if len(rec.pending) > rec.limit:
-                    rec.fold_if_full()
+            self._rec_drop.record(self._dropped_attrs[reason], (), None, self.clock())
         except Exception as exc:
             report_error(_COMPONENT, exc)
 

@@ -23,9 +23,8 @@ from otel_rtc.core.bursts import BurstRecord, BurstTracker, FrameStats
 from otel_rtc.core.clock import Clock, wall_clock_ns
 from otel_rtc.core.switch import BurstSwitches, burst_switches
 from otel_rtc.instrumentation.attributes import intern_attrs
+from otel_rtc.instrumentation.recording import HistogramSpec, Recorder
 from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
-from otel_rtc.sdk import aggregation as _local_aggregation
-from otel_rtc.sdk.aggregation import HistogramSpec, Recorder
 from otel_rtc.version import __version__
 
 __all__ = [
@@ -119,9 +118,7 @@ class BurstMonitor:
         self._span_name = f"burst {name}"
         self._tracer = trace.get_tracer("otel_rtc", __version__, tracer_provider=tracer_provider)
         self._meter_provider = meter_provider
-        self._recorder: Recorder | None = None
-        self._generation = -1
-        self._resolve_recorder()
+        self._recorder = Recorder(BURST_HISTOGRAMS, (), meter_provider)
         self._tracker = BurstTracker(
             clock=clock,
             mode=mode,
@@ -227,28 +224,11 @@ class BurstMonitor:
                     span.set_attribute(ATTR_BREAK_BEFORE, brk)
                 span.set_attribute(ATTR_WORST_CASE, rec.worst_case_latency_s)
             span.end(end_time=max(rec.end_ns, rec.start_ns))
-            if self._generation != _local_aggregation.generation():
-                self._resolve_recorder()
-            recorder = self._recorder
-            if recorder is not None:
-                recorder.append(
-                    (self._attrs, (rec.duration_s, float(rec.message_count), rec.break_before_s),
-                     ctx, rec.end_ns)
-                )
-                if len(recorder.pending) > recorder.limit:
-                    recorder.fold_if_full()
+            self._recorder.record(
+                self._attrs, (rec.duration_s, float(rec.message_count), rec.break_before_s),
+                ctx, rec.end_ns)
         except Exception as exc:
             report_error(_COMPONENT, exc)
-
-    def _resolve_recorder(self) -> None:
-        self._generation = _local_aggregation.generation()
-        try:
-            self._recorder = _local_aggregation.get_recorder(
-                BURST_HISTOGRAMS, (), self._meter_provider
-            )
-        except Exception as exc:
-            report_error(_COMPONENT, exc)
-            self._recorder = None
 
     def _end_open_spans(self) -> None:
         with self._span_lock:

@@ -6,44 +6,36 @@ next one. Per message, :class:`MessageHandler` knows three timestamps (epoch ns)
 * **received** ``t_r``: an explicit ``received_ns``, else what the ``received``
   extractor returns for the message, else the enqueue stamp of the item last taken
   from an instrumented buffer (:mod:`otel_rtc.instrumentation.buffers`) in this thread or
-  task. Often it is *unknown* (nothing stamped the message); then queue wait and receive-to-finish
-  are not recorded for that message, never guessed;
-* **processing started** ``t_s``: entry of the decorated call / ``with`` block;
-* **processing finished** ``t_f``: its exit, normal or by exception.
+  task. Often it is *unknown* (nothing stamped the message); then queue wait and
+  receive-to-finish are not recorded for that message, never guessed;
+* **processing started** ``t_s``: the call of the decorated function (entry of the
+  ``with`` block);
+* **processing finished** ``t_f``: the real end of the handler's work, normal or by
+  exception: its return, or, when it returns a generator, an async generator or an
+  awaitable (coroutine, future), the end of that generator or awaitable.
 
 From them: queue wait ``t_s - t_r``, process duration ``t_f - t_s`` and
-receive-to-finish latency ``t_f - t_r`` (each clamped at 0, clamps counted).
+receive-to-finish latency ``t_f - t_r``. A clock going backwards cannot make any of
+them negative, nor end a span before it starts: the later timestamp is clamped to the
+earlier one, and each clamp is counted in ``otel_rtc.internal.clamped``.
 
-One object is both a decorator (sync and async functions and methods, through
-``wrapt``; the wrapper kind is chosen once at decoration time) and a reentrant,
-thread- and task-safe context manager (``with handler:`` / ``async with handler:``).
-:meth:`MessageHandler.message` takes per-message values explicitly.
-
-Modes, cheapest first:
-
-* ``"bursts"``: only feeds the burst monitor (two clock reads and two calls per
-  message while burst tracking is enabled, nothing otherwise);
-* ``"metrics"``: the histograms and the consumed counter, one ``deque.append`` per
-  message through local aggregation;
-* ``"retroactive"``: metrics, plus a span emitted *after the fact* (explicit start
-  and end times) only for messages slower than ``slow_threshold_s`` or failed;
-* ``"spans"``: metrics plus a ``CONSUMER`` span per message, made current while the
-  handler runs.
-
-Spans follow the messaging semantic conventions (name ``{operation} {destination}``,
-``messaging.operation.type=process``). A trace context propagated in the message's
-headers becomes a *link* (not the parent), as does the burst in progress. Payloads are
-never read or recorded: extractors return only what they are asked for.
+One object is both a decorator (functions, methods, generators, coroutines, through
+``wrapt``; sync or async is chosen once at decoration time) and a reentrant, thread-
+and task-safe context manager (``with handler:`` / ``async with handler:``).
+:meth:`MessageHandler.message` takes per-message values explicitly. See
+``docs/handlers.md`` for the modes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from types import AsyncGeneratorType, GeneratorType
 from typing import Any
 
 import wrapt
@@ -51,23 +43,28 @@ from opentelemetry import context as context_api
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from otel_rtc.core import names
 from otel_rtc.core.clock import NS_PER_S
 from otel_rtc.instrumentation.attributes import AttrSet, intern_attrs
-from otel_rtc.instrumentation.buffers import _last_enqueue, _take_enqueue_stamp, resolve_monitor
-from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
-from otel_rtc.sdk import aggregation as _local_aggregation
-from otel_rtc.sdk.aggregation import (
+from otel_rtc.instrumentation.buffers import _last_enqueue, resolve_monitor
+from otel_rtc.instrumentation.recording import (
     MESSAGING_DURATION_BUCKETS,
     CounterSpec,
     HistogramSpec,
     Recorder,
-    get_recorder,
+)
+from otel_rtc.instrumentation.self_telemetry import (
+    count_clamp,
+    count_drop,
+    exception_messages_allowed,
+    report_error,
 )
 from otel_rtc.version import __version__
 
 __all__ = [
     "HANDLER_COUNTERS",
     "HANDLER_HISTOGRAMS",
+    "HANDLER_SERIES_LIMIT",
     "MESSAGE_LATENCY_BUCKETS",
     "MODES",
     "MessageHandler",
@@ -87,35 +84,73 @@ low end (a healthy queue wait is well under 5 ms) and longer at the top (bursts 
 several seconds)."""
 
 PROCESS_DURATION = HistogramSpec(
-    "messaging.process.duration", "s",
-    "Duration of processing operation.", MESSAGING_DURATION_BUCKETS)
+    names.PROCESS_DURATION, "s", "Duration of processing operation.",
+    MESSAGING_DURATION_BUCKETS)
 QUEUE_WAIT = HistogramSpec(
-    "otel_rtc.message.queue_wait.duration", "s",
+    names.QUEUE_WAIT_DURATION, "s",
     "Time from a message being received (enqueued) to its processing starting. Only "
     "messages whose received time is known.", MESSAGE_LATENCY_BUCKETS)
 RECEIVE_TO_FINISH = HistogramSpec(
-    "otel_rtc.message.receive_to_finish.duration", "s",
+    names.RECEIVE_TO_FINISH_DURATION, "s",
     "Time from a message being received (enqueued) to its processing finishing. Only "
     "messages whose received time is known.", MESSAGE_LATENCY_BUCKETS)
 CONSUMED = CounterSpec(
-    "messaging.client.consumed.messages", "{message}",
+    names.CONSUMED_MESSAGES, "{message}",
     "Number of messages that were delivered to the application (processed).")
 
 HANDLER_HISTOGRAMS: tuple[HistogramSpec, ...] = (PROCESS_DURATION, QUEUE_WAIT,
                                                   RECEIVE_TO_FINISH)
 HANDLER_COUNTERS: tuple[CounterSpec, ...] = (CONSUMED,)
 
-ATTR_ATTEMPT = "otel_rtc.attempt"
+HANDLER_SERIES_LIMIT = 1000
+"""Distinct attribute sets of the handler metrics, process-wide (below the SDK's own
+limit of 2,000 series per metric). Beyond it a handler's series fold into one overflow
+set whose free-form attributes (system, destination, operation) are ``_other``."""
+
 ATTR_QUEUE_WAIT = "otel_rtc.message.queue_wait"
 ATTR_RECEIVE_TO_FINISH = "otel_rtc.message.receive_to_finish"
 ATTR_RECEIVED_KNOWN = "otel_rtc.message.received_known"
-ATTR_RETRY_COUNT = "messaging.message.retry.count"
-ATTR_MESSAGE_ID = "messaging.message.id"
 
 _MAX_ERROR_TYPES = 64
-_OTHER = "_OTHER"
 _NO_MSG: Any = object()
 _CONSUMER = SpanKind.CONSUMER
+
+# Result types known not to need a deferred end (a generator or awaitable would): a
+# type seen once is remembered, so the check costs one set lookup per message.
+_IMMEDIATE: set[type] = {type(None), bool, int, float, str, bytes, tuple, list, dict}
+_MAX_IMMEDIATE = 256
+
+
+class _SeriesCap:
+    """Process-wide cap on the attribute sets of the handler metrics."""
+
+    # The overflow sets (2 attempt labels x with or without error.type) are kept out of
+    # the cap's count, so the total never exceeds the limit.
+    _RESERVED = 4
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._admitted: set[tuple[Any, ...]] = set()
+        self._lock = threading.Lock()
+
+    def attrs(self, base: Mapping[str, str], label: str, etype: str | None) -> AttrSet:
+        """The attribute set for ``base`` + attempt ``label`` (+ ``error.type``)."""
+        key = (*base.values(), label, etype)
+        with self._lock:
+            admit = key in self._admitted or len(self._admitted) < self.limit - self._RESERVED
+            if admit:
+                self._admitted.add(key)
+        extra: dict[str, str] = {names.ATTR_ATTEMPT: label}
+        if not admit:
+            count_drop(_COMPONENT, "series_cap")
+            base = dict.fromkeys(base, names.OTHER)
+            etype = None if etype is None else names.ERROR_TYPE_OTHER
+        if etype is not None:
+            extra[names.ATTR_ERROR_TYPE] = etype
+        return intern_attrs({**base, **extra})
+
+
+_series = _SeriesCap(HANDLER_SERIES_LIMIT)
 
 
 def _classify_attempt(a: Any) -> tuple[str, int | None]:
@@ -131,7 +166,7 @@ def _classify_attempt(a: Any) -> tuple[str, int | None]:
 
 
 class _Msg:
-    """Per-message state between entry and exit."""
+    """Per-message state between entry and exit (metrics, retroactive, spans modes)."""
 
     __slots__ = ("headers", "label", "message", "message_id", "received", "retry", "span",
                  "t_s", "token")
@@ -168,39 +203,42 @@ class MessageScope:
         self._message_id = message_id
         self._attempt = attempt
         self._headers = headers
-        self._st: _Msg | None = None
+        self._st: Any = None
         self._token: Any = None
 
     @property
     def received_ns(self) -> int | None:
         """The received time used for this message (``None``: unknown)."""
         st = self._st
-        return None if st is None else st.received
+        return st.received if isinstance(st, _Msg) else None
 
     @property
     def start_ns(self) -> int | None:
-        """When processing started (``None`` before entry)."""
+        """When processing started (``None`` before entry, and in bursts mode)."""
         st = self._st
-        return None if st is None else st.t_s
+        return st.t_s if isinstance(st, _Msg) else None
 
     @property
     def span(self) -> trace.Span:
         """The message's span (spans mode), else the invalid span."""
         st = self._st
-        if st is None or st.span is None:
+        if not isinstance(st, _Msg) or st.span is None:
             return trace.INVALID_SPAN
         return st.span  # type: ignore[no-any-return]
 
     def __enter__(self) -> MessageScope:
-        self._st = self._handler._begin(_NO_MSG, self._received, self._message_id,
-                                        self._attempt, self._headers)
+        h = self._handler
+        if h._metrics:
+            self._st = h._begin((), self._received, self._message_id, self._attempt,
+                                self._headers)
+        else:
+            self._st = h._bursts_enter(())
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        st = self._st
+        st, self._st = self._st, None
         if st is not None:
-            self._st = None
-            self._handler._end(st, exc)
+            self._handler._exit(st, exc)
             self._st = st  # keep the timestamps readable after exit
 
     async def __aenter__(self) -> MessageScope:
@@ -224,8 +262,8 @@ class MessageHandler:
         destination: ``messaging.destination.name`` (queue, topic, socket...).
         system: ``messaging.system``.
         operation: ``messaging.operation.name`` and first word of the span name.
-        mode: ``"bursts"``, ``"metrics"``, ``"spans"`` or ``"retroactive"`` (see the
-            module docstring).
+        mode: ``"bursts"``, ``"metrics"``, ``"spans"`` or ``"retroactive"`` (see
+            ``docs/handlers.md``).
         received: Extracts the received time (int epoch ns, or ``None``) from the
             message: the first positional argument of the decorated call (after
             ``self`` for methods).
@@ -239,11 +277,6 @@ class MessageHandler:
         bursts: Feed a burst monitor: ``True`` (named ``destination``), a monitor name,
             or a ``BurstMonitor``. Implied by ``mode="bursts"``. Only acts while the
             monitor is enabled (burst tracking is off by default).
-        record_exception_messages: On a failure, also record the exception's message
-            and stack trace (``record_exception``) and use the message as the status
-            description. Off by default because a message can quote the payload; the
-            span always gets ``error.type``, ERROR status and an ``exception`` event
-            with ``exception.type``.
         tracer_provider: Tracer provider (default: global).
         meter_provider: Meter provider (default: global).
         clock: Clock for the timestamps (epoch ns; default ``time.time_ns``).
@@ -265,13 +298,10 @@ class MessageHandler:
         headers: Callable[[Any], Mapping[str, str] | None] | None = None,
         slow_threshold_s: float = 0.1,
         bursts: Any = False,
-        record_exception_messages: bool = False,
         tracer_provider: Any = None,
         meter_provider: Any = None,
         clock: Callable[[], int] | None = None,
     ) -> None:
-        if not isinstance(record_exception_messages, bool):
-            raise ValueError("record_exception_messages must be a bool")
         for what, v in (("destination", destination), ("system", system),
                         ("operation", operation)):
             if not isinstance(v, str) or not v:
@@ -291,7 +321,6 @@ class MessageHandler:
         self.system = system
         self.operation = operation
         self.mode = mode
-        self.record_exception_messages = record_exception_messages
         self.slow_threshold_s = float(slow_threshold_s)
         self._slow_ns = int(self.slow_threshold_s * NS_PER_S)
         self._received = received
@@ -305,25 +334,25 @@ class MessageHandler:
         self._span_name = f"{operation} {destination}"
         self._tracer = (trace.get_tracer("otel_rtc", __version__, tracer_provider)
                         if mode in ("spans", "retroactive") else None)
-        base = {
-            "messaging.system": system,
-            "messaging.destination.name": destination,
-            "messaging.operation.name": operation,
+        self._base = {
+            names.ATTR_MESSAGING_SYSTEM: system,
+            names.ATTR_MESSAGING_DESTINATION: destination,
+            names.ATTR_MESSAGING_OPERATION_NAME: operation,
         }
-        self._span_attrs = {**base, "messaging.operation.type": "process"}
-        self._attrs: dict[str, AttrSet] = {
-            label: intern_attrs({**base, ATTR_ATTEMPT: label}) for label in ("first", "retry")
-        }
+        self._span_attrs = {**self._base, names.ATTR_MESSAGING_OPERATION_TYPE: "process"}
+        self._monitor = resolve_monitor(bursts, destination, tracer_provider, meter_provider)
+        self._rec: Recorder | None = None
+        self._attrs: dict[str, AttrSet] = {}
         self._err_attrs: dict[tuple[str, str], AttrSet] = {}
         self._err_lock = threading.Lock()
-        self._base = base
-        self._monitor = resolve_monitor(bursts, destination, tracer_provider, meter_provider)
-        self._mp = meter_provider
-        self._gen = -1
-        self._rec: Recorder | None = None
-        self._fast: list[Any] = [-1, None, (), 0, None]
         if self._metrics:
-            self._resolve()
+            self._rec = Recorder(HANDLER_HISTOGRAMS, HANDLER_COUNTERS, meter_provider)
+            self._attrs = {label: _series.attrs(self._base, label, None)
+                           for label in ("first", "retry")}
+        # One enter/exit pair per mode, shared by the sync and async wrappers and by
+        # the context managers.
+        self._enter = self._begin if self._metrics else self._bursts_enter
+        self._exit = self._end if self._metrics else self._bursts_exit
         self._cm: contextvars.ContextVar[MessageScope | None] = contextvars.ContextVar(
             f"otel_rtc_handler_{id(self):x}", default=None)
         self._unknown_tick = itertools.count().__next__
@@ -387,284 +416,160 @@ class MessageHandler:
 
     # -- decorator -------------------------------------------------------------------
     def __call__(self, func: Callable[..., Any]) -> Any:
-        """Decorate a sync or async function or method.
+        """Decorate a function or method: plain, generator, coroutine or async generator.
 
         Raises:
             ValueError: ``func`` is not callable.
         """
         if not callable(func):
             raise ValueError(f"MessageHandler decorates callables, got {func!r}")
-        is_async = inspect.iscoroutinefunction(func)
-        if self.mode == "bursts":
-            wrapper = self._bursts_wrapper(is_async)
-        elif self._spans:
-            wrapper = self._async_wrapper if is_async else self._sync_wrapper
-        else:
-            wrapper = self._metrics_wrapper(is_async)
+        wrapper = self._async_wrapper if inspect.iscoroutinefunction(func) else self._wrapper
         return wrapt.FunctionWrapper(func, wrapper)
 
-    def _sync_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        st = self._begin(args[0] if args else _NO_MSG)
+    def _wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        st = self._enter(args)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._end(st, exc)
+            self._exit(st, exc)
             raise
-        self._end(st, None)
-        return result
+        if type(result) in _IMMEDIATE:
+            self._exit(st, None)
+            return result
+        return self._result(result, st)
 
     async def _async_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any
                              ) -> Any:
-        st = self._begin(args[0] if args else _NO_MSG)
+        st = self._enter(args)
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._end(st, exc)
+            self._exit(st, exc)
             raise
-        self._end(st, None)
+        self._exit(st, None)
         return result
 
-    def _bursts_wrapper(self, is_async: bool) -> Callable[..., Any]:
-        mon = self._monitor
-        now = self._now
-        started = mon.processing_started
-        finished = mon.processing_finished
-
-        if is_async:
-            async def async_bursts(wrapped: Any, instance: Any, args: Any, kwargs: Any
-                                   ) -> Any:
-                if not mon.enabled:
-                    return await wrapped(*args, **kwargs)
-                try:
-                    started(now())
-                except Exception as e:
-                    report_error(_COMPONENT, e)
-                try:
-                    return await wrapped(*args, **kwargs)
-                finally:
-                    try:
-                        finished(now())
-                    except Exception as e:
-                        report_error(_COMPONENT, e)
-
-            return async_bursts
-
-        def sync_bursts(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not mon.enabled:
-                return wrapped(*args, **kwargs)
-            try:
-                started(now())
-            except Exception as e:
-                report_error(_COMPONENT, e)
-            try:
-                return wrapped(*args, **kwargs)
-            finally:
-                try:
-                    finished(now())
-                except Exception as e:
-                    report_error(_COMPONENT, e)
-
-        return sync_bursts
-
-    def _metrics_wrapper(self, is_async: bool) -> Callable[..., Any]:
-        """The decorator hot path of the metrics and retroactive modes.
-
-        Same semantics as ``_begin``/``_end`` without a per-message state object: the
-        common case (fast, no error, no clamp, first attempt) is inline and ends in one
-        ``deque.append``; everything else goes through :meth:`_finish`. The sync and
-        async wrappers are the same code but for the ``await``.
-        """
-        now = self._now
-        last_get = _last_enqueue.get
-        last_set = _last_enqueue.set
-        rx = self._received
-        rx_only = rx is not None and self._attempt is None
-        extract = self._attempt is not None
-        mon = self._monitor
-        first = self._attrs["first"]
-        retro = self._retro
-        slow_ns = self._slow_ns
-        generation = _local_aggregation.generation
-        fast = self._fast
-        handler = self
-
-        def slow(t_s: int, t_f: int, r: int | None, label: str, retry: int | None, args: Any,
-                 exc: BaseException | None) -> None:
-            try:
-                st = _Msg(args[0] if args else _NO_MSG, None, None)
-                st.t_s, st.received, st.label, st.retry = t_s, r, label, retry
-                handler._finish(st, t_f, exc)
-            except Exception as e:
-                report_error(_COMPONENT, e)
-
-        def failed(t_s: int, r: int | None, label: str, retry: int | None, args: Any,
-                   exc: BaseException) -> None:
-            # The caller re-raises the application's exception: nothing here may replace it.
-            try:
-                t_f = now()
-                if mon is not None and mon.enabled:
-                    mon.processing_finished(t_f)
-            except Exception as e:
-                report_error(_COMPONENT, e)
-                return
-            slow(t_s, t_f, r, label, retry, args, exc)
-
-        def invalid_received() -> None:
-            count_drop(_COMPONENT, "invalid_received")
-
-        def sync_metrics(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            t_s = 0
-            try:
-                t_s = now()
-                r = last_get()
-                if r is not None:
-                    last_set(None)
-                label, retry = "first", None
-                if args:
-                    if rx_only:
-                        try:
-                            x = rx(args[0])  # type: ignore[misc]
-                        except Exception as e:
-                            report_error("handler.extractor", e)
-                            x = None
-                        if x is not None:
-                            r = x if type(x) is int else invalid_received()
-                    elif extract:
-                        r, label, retry = handler._extract(args[0], r)
-                if mon is not None and mon.enabled:
-                    mon.processing_started(t_s)
-            except Exception as e:
-                report_error(_COMPONENT, e)
-                t_s = 0
-            try:
-                result = wrapped(*args, **kwargs)
-            except BaseException as exc:
-                if t_s:
-                    failed(t_s, r, label, retry, args, exc)
-                raise
-            if t_s:
-                try:
-                    t_f = now()
-                    if mon is not None and mon.enabled:
-                        mon.processing_finished(t_f)
-                    proc = t_f - t_s
-                    if (r is None or r > t_s or proc < 0 or label != "first"
-                            or (retro and proc > slow_ns)):
-                        slow(t_s, t_f, r, label, retry, args, None)
-                    else:
-                        if fast[0] != generation():
-                            handler._resolve()
-                        append = fast[1]
-                        if append is not None:
-                            append((first, (proc / NS_PER_S, (t_s - r) / NS_PER_S,
-                                            (t_f - r) / NS_PER_S), None, t_f))
-                            if len(fast[2]) > fast[3]:
-                                fast[4]()
-                except Exception as e:
-                    report_error(_COMPONENT, e)
+    # -- results that end later --------------------------------------------------------
+    def _result(self, result: Any, st: Any) -> Any:
+        """End the message now, or when the generator or awaitable ``result`` ends."""
+        if isinstance(result, GeneratorType):
+            self._leave(st)
+            return self._iterate(result, st)
+        if isinstance(result, AsyncGeneratorType):
+            self._leave(st)
+            return self._aiterate(result, st)
+        if asyncio.isfuture(result):
+            self._leave(st)
+            result.add_done_callback(lambda f: self._exit(st, _outcome(f)))
             return result
+        if inspect.isawaitable(result):
+            self._leave(st)
+            return self._await(result, st)
+        if len(_IMMEDIATE) < _MAX_IMMEDIATE:
+            _IMMEDIATE.add(type(result))
+        self._exit(st, None)
+        return result
 
-        if not is_async:
-            return sync_metrics
+    def _iterate(self, gen: Generator[Any, Any, Any], st: Any) -> Generator[Any, Any, Any]:
+        try:
+            result = yield from gen  # forwards send(), throw() and close()
+        except GeneratorExit:  # closed by its consumer: an early end, not a failure
+            self._exit(st, None)
+            raise
+        except BaseException as exc:
+            self._exit(st, exc)
+            raise
+        self._exit(st, None)
+        return result
 
-        async def async_metrics(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            t_s = 0
+    async def _aiterate(self, agen: AsyncGenerator[Any, Any], st: Any
+                        ) -> AsyncGenerator[Any, Any]:
+        step: Awaitable[Any] = agen.asend(None)
+        try:
+            while True:
+                try:
+                    item = await step
+                except StopAsyncIteration:
+                    break
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    await agen.aclose()
+                    raise
+                except BaseException as thrown:  # athrow(): forwarded
+                    step = agen.athrow(thrown)
+                else:
+                    step = agen.asend(sent)
+        except GeneratorExit:
+            self._exit(st, None)
+            raise
+        except BaseException as exc:
+            self._exit(st, exc)
+            raise
+        self._exit(st, None)
+
+    async def _await(self, awaitable: Awaitable[Any], st: Any) -> Any:
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            self._exit(st, exc)
+            raise
+        self._exit(st, None)
+        return result
+
+    def _leave(self, st: Any) -> None:
+        """The call returned but the work goes on: leave the span's context now."""
+        token = st.token if type(st) is _Msg else None
+        if token is not None:
+            st.token = None
             try:
-                t_s = now()
-                r = last_get()
-                if r is not None:
-                    last_set(None)
-                label, retry = "first", None
-                if args:
-                    if rx_only:
-                        try:
-                            x = rx(args[0])  # type: ignore[misc]
-                        except Exception as e:
-                            report_error("handler.extractor", e)
-                            x = None
-                        if x is not None:
-                            r = x if type(x) is int else invalid_received()
-                    elif extract:
-                        r, label, retry = handler._extract(args[0], r)
-                if mon is not None and mon.enabled:
-                    mon.processing_started(t_s)
+                context_api.detach(token)
             except Exception as e:
                 report_error(_COMPONENT, e)
-                t_s = 0
-            try:
-                result = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                if t_s:
-                    failed(t_s, r, label, retry, args, exc)
-                raise
-            if t_s:
-                try:
-                    t_f = now()
-                    if mon is not None and mon.enabled:
-                        mon.processing_finished(t_f)
-                    proc = t_f - t_s
-                    if (r is None or r > t_s or proc < 0 or label != "first"
-                            or (retro and proc > slow_ns)):
-                        slow(t_s, t_f, r, label, retry, args, None)
-                    else:
-                        if fast[0] != generation():
-                            handler._resolve()
-                        append = fast[1]
-                        if append is not None:
-                            append((first, (proc / NS_PER_S, (t_s - r) / NS_PER_S,
-                                            (t_f - r) / NS_PER_S), None, t_f))
-                            if len(fast[2]) > fast[3]:
-                                fast[4]()
-                except Exception as e:
-                    report_error(_COMPONENT, e)
-            return result
 
-        return async_metrics
+    # -- bursts mode -----------------------------------------------------------------
+    def _bursts_enter(self, args: Any) -> bool:
+        mon = self._monitor
+        if not mon.enabled:
+            return False
+        try:
+            mon.processing_started(self._now())
+            return True
+        except Exception as e:
+            report_error(_COMPONENT, e)
+            return False
 
-    def _extract(self, msg: Any, stamp: int | None) -> tuple[int | None, str, int | None]:
-        """``(received, attempt label, retry count)`` from the extractors."""
-        r = None
-        if self._received is not None:
+    def _bursts_exit(self, started: bool, exc: BaseException | None) -> None:
+        if started:
             try:
-                r = self._received(msg)
-            except Exception as exc:
-                report_error("handler.extractor", exc)
-                r = None
-        if r is None:
-            r = stamp
-        elif type(r) is not int:
-            count_drop(_COMPONENT, "invalid_received")
-            r = None
-        label, retry = "first", None
-        if self._attempt is not None:
-            try:
-                a = self._attempt(msg)
-            except Exception as exc:
-                report_error("handler.extractor", exc)
-                a = None
-            if a is not None:
-                label, retry = _classify_attempt(a)
-        return r, label, retry
+                self._monitor.processing_finished(self._now())
+            except Exception as e:
+                report_error(_COMPONENT, e)
 
-    # -- per message -----------------------------------------------------------------
-    def _begin(self, msg: Any, received_ns: int | None = None, message_id: str | None = None,
+    # -- metrics, retroactive and spans modes ------------------------------------------
+    def _begin(self, args: Any, received_ns: int | None = None, message_id: str | None = None,
                attempt: int | bool | None = None, headers: Mapping[str, str] | None = None
                ) -> _Msg:
+        msg = args[0] if args else _NO_MSG
         st = _Msg(msg, message_id, headers)
         try:
             now = st.t_s = self._now()
             # received: explicit, extractor, then the buffer's enqueue stamp (always
             # consumed so a stale stamp never reaches a later message)
-            stamp = _take_enqueue_stamp()
-            if msg is not _NO_MSG and (self._received is not None or self._attempt is not None):
-                r, st.label, st.retry = self._extract(msg, stamp)
-            else:
-                r = stamp
+            r = _last_enqueue.get()
+            if r is not None:
+                _last_enqueue.set(None)
+            if msg is not _NO_MSG:
+                if self._received is not None:
+                    x = self._extract(self._received, msg)
+                    if x is not None:
+                        r = x if type(x) is int else _invalid_received()
+                if self._attempt is not None:
+                    a = self._extract(self._attempt, msg)
+                    if a is not None:
+                        st.label, st.retry = _classify_attempt(a)
             if received_ns is not None:
-                if type(received_ns) is int:
-                    r = received_ns
-                else:
-                    count_drop(_COMPONENT, "invalid_received")
+                r = received_ns if type(received_ns) is int else _invalid_received(r)
             st.received = r
             if attempt is not None:
                 st.label, st.retry = _classify_attempt(attempt)
@@ -672,37 +577,83 @@ class MessageHandler:
             if mon is not None and mon.enabled:
                 mon.processing_started(now)
             if self._spans:
-                span = self._tracer.start_span(  # type: ignore[union-attr]
-                    self._span_name, kind=_CONSUMER, attributes=self._span_attrs,
-                    start_time=now, record_exception=False, set_status_on_exception=False)
-                st.span = span
-                if span.is_recording():
-                    self._describe(span, st)
-                st.token = context_api.attach(trace.set_span_in_context(span))
+                st.span = self._start_span(st, now)
+                st.token = context_api.attach(trace.set_span_in_context(st.span))
         except Exception as exc:
             report_error(_COMPONENT, exc)
         return st
+
+    def _extract(self, extractor: Callable[[Any], Any], msg: Any) -> Any:
+        try:
+            return extractor(msg)
+        except Exception as exc:
+            report_error("handler.extractor", exc)
+            return None
+
+    def _end(self, st: _Msg, exc: BaseException | None) -> None:
+        try:
+            t_f = self._now()
+            mon = self._monitor
+            if mon is not None and mon.enabled:
+                mon.processing_finished(t_f)
+            token = st.token
+            if token is not None:
+                st.token = None
+                context_api.detach(token)
+            self._finish(st, t_f, exc)
+        except Exception as e:
+            report_error(_COMPONENT, e)
+
+    def _finish(self, st: _Msg, t_f: int, exc: BaseException | None) -> None:
+        """Durations (clamped, counted), the span's end (or retroactive span), metrics."""
+        t_s = st.t_s
+        if t_f < t_s:
+            count_clamp(_COMPONENT)
+            t_f = t_s
+        proc = t_f - t_s
+        r = st.received
+        if r is None:
+            self._unknown_tick()
+            wait_s = r2f_s = None
+        else:
+            if r > t_s:
+                count_clamp(_COMPONENT)
+                r = t_s
+            wait_s = (t_s - r) / NS_PER_S
+            r2f_s = (t_f - r) / NS_PER_S
+        span = st.span
+        if span is None and self._retro and (exc is not None or proc > self._slow_ns):
+            span = self._start_span(st, t_s)
+        ctx = None if span is None else self._end_span(span, t_f, wait_s, r2f_s, exc)
+        if exc is None:
+            attrs = self._attrs[st.label]
+        else:
+            attrs = self._error_attrs(st.label, type(exc).__qualname__)
+        self._rec.record(attrs, (proc / NS_PER_S, wait_s, r2f_s), ctx, t_f)  # type: ignore[union-attr]
+
+    # -- spans -----------------------------------------------------------------------
+    def _start_span(self, st: _Msg, start_ns: int) -> Any:
+        span = self._tracer.start_span(  # type: ignore[union-attr]
+            self._span_name, kind=_CONSUMER, attributes=self._span_attrs,
+            start_time=start_ns, record_exception=False, set_status_on_exception=False)
+        if span.is_recording():
+            self._describe(span, st)
+        return span
 
     def _describe(self, span: Any, st: _Msg) -> None:
         """Per-message span attributes and links (only for a recording span)."""
         mid = st.message_id
         msg = st.message
         if mid is None and self._message_id is not None and msg is not _NO_MSG:
-            try:
-                mid = self._message_id(msg)
-            except Exception as exc:
-                report_error("handler.extractor", exc)
+            mid = self._extract(self._message_id, msg)
         if mid is not None:
-            span.set_attribute(ATTR_MESSAGE_ID, str(mid))
-        span.set_attribute(ATTR_ATTEMPT, st.label)
+            span.set_attribute(names.ATTR_MESSAGE_ID, str(mid))
+        span.set_attribute(names.ATTR_ATTEMPT, st.label)
         if st.retry is not None:
-            span.set_attribute(ATTR_RETRY_COUNT, st.retry)
+            span.set_attribute(names.ATTR_RETRY_COUNT, st.retry)
         hdrs = st.headers
         if hdrs is None and self._headers is not None and msg is not _NO_MSG:
-            try:
-                hdrs = self._headers(msg)
-            except Exception as exc:
-                report_error("handler.extractor", exc)
+            hdrs = self._extract(self._headers, msg)
         if hdrs:
             ctx = trace.get_current_span(propagate.extract(hdrs)).get_span_context()
             if ctx.is_valid:
@@ -713,105 +664,23 @@ class MessageHandler:
             if bctx is not None:
                 span.add_link(bctx)
 
-    def _end(self, st: _Msg, exc: BaseException | None) -> None:
-        try:
-            t_f = self._now()
-        except Exception as e:
-            report_error(_COMPONENT, e)
-            return
-        try:
-            mon = self._monitor
-            if mon is not None and mon.enabled:
-                mon.processing_finished(t_f)
-            token = st.token
-            if token is not None:
-                st.token = None
-                context_api.detach(token)
-        except Exception as e:
-            report_error(_COMPONENT, e)
-        self._finish(st, t_f, exc)
-
-    def _finish(self, st: _Msg, t_f: int, exc: BaseException | None) -> None:
-        """Durations, span attributes/end (or retroactive span) and metrics."""
-        try:
-            t_s = st.t_s
-            proc = t_f - t_s
-            if proc < 0:
-                count_clamp(_COMPONENT)
-                proc = 0
-            r = st.received
-            if r is not None:
-                wait = t_s - r
-                if wait < 0:
-                    count_clamp(_COMPONENT)
-                    wait = 0
-                r2f = t_f - r
-                if r2f < 0:
-                    count_clamp(_COMPONENT)
-                    r2f = 0
-                wait_s: float | None = wait / NS_PER_S
-                r2f_s: float | None = r2f / NS_PER_S
+    def _end_span(self, span: Any, t_f: int, wait_s: float | None, r2f_s: float | None,
+                  exc: BaseException | None) -> Any:
+        """End ``span`` at ``t_f``; its context when sampled (for an exemplar)."""
+        ctx = None
+        if span.is_recording():
+            if wait_s is not None:
+                span.set_attribute(ATTR_QUEUE_WAIT, wait_s)
+                span.set_attribute(ATTR_RECEIVE_TO_FINISH, r2f_s)
             else:
-                self._unknown_tick()
-                wait_s = r2f_s = None
-            etype = None if exc is None else type(exc).__qualname__
-            span = st.span
-            if span is None and self._retro and (exc is not None or proc > self._slow_ns):
-                span = self._tracer.start_span(  # type: ignore[union-attr]
-                    self._span_name, kind=_CONSUMER, attributes=self._span_attrs,
-                    start_time=t_s, record_exception=False, set_status_on_exception=False)
-                if span.is_recording():
-                    self._describe(span, st)
-            ctx = None
-            if span is not None:
-                if span.is_recording():
-                    if wait_s is not None:
-                        span.set_attribute(ATTR_QUEUE_WAIT, wait_s)
-                        span.set_attribute(ATTR_RECEIVE_TO_FINISH, r2f_s)
-                    else:
-                        span.set_attribute(ATTR_RECEIVED_KNOWN, False)
-                    if exc is not None:
-                        span.set_attribute("error.type", etype)
-                        if self.record_exception_messages:
-                            span.set_status(Status(StatusCode.ERROR, f"{etype}: {exc}"))
-                            span.record_exception(exc, timestamp=t_f)
-                        else:
-                            # An exception's message (and so its stack trace text) can
-                            # quote the payload; only its type is recorded by default.
-                            span.set_status(Status(StatusCode.ERROR, etype))
-                            span.add_event("exception", {"exception.type": etype},
-                                           timestamp=t_f)
-                    sc = span.get_span_context()
-                    if sc.trace_flags.sampled:
-                        ctx = sc
-                span.end(end_time=t_f)
-            if self._metrics:
-                if self._gen != _local_aggregation.generation():
-                    self._resolve()
-                rec = self._rec
-                if rec is not None:
-                    attrs = (self._attrs[st.label] if etype is None
-                             else self._error_attrs(st.label, etype))
-                    rec.append((attrs, (proc / NS_PER_S, wait_s, r2f_s), ctx, t_f))
-                    if len(rec.pending) > rec.limit:
-                        rec.fold_if_full()
-        except Exception as e:
-            report_error(_COMPONENT, e)
-
-    # -- internals -------------------------------------------------------------------
-    def _resolve(self) -> None:
-        try:
-            gen = _local_aggregation.generation()
-            rec = get_recorder(HANDLER_HISTOGRAMS, HANDLER_COUNTERS, self._mp)
-        except Exception as exc:
-            report_error(_COMPONENT, exc)
-            gen, rec = _local_aggregation.generation(), None
-        self._rec = rec
-        self._gen = gen
-        # The decorator hot path reads these through one list (cheaper than attributes):
-        # [generation, append, pending, limit, fold_if_full].
-        self._fast[:] = ([gen, None, (), 0, None] if rec is None else
-                         [gen, rec.append, rec.pending, rec.limit, rec.fold_if_full])
+                span.set_attribute(ATTR_RECEIVED_KNOWN, False)
+            if exc is not None:
+                record_failure(span, exc, t_f)
+            sc = span.get_span_context()
+            if sc.trace_flags.sampled:
+                ctx = sc
+        span.end(end_time=t_f)
+        return ctx
 
     def _error_attrs(self, label: str, etype: str) -> AttrSet:
         key = (label, etype)
@@ -821,10 +690,38 @@ class MessageHandler:
         with self._err_lock:
             if len(self._err_attrs) >= _MAX_ERROR_TYPES:
                 count_drop(_COMPONENT, "error_type_cap")
-                key = (label, _OTHER)
+                key = (label, names.ERROR_TYPE_OTHER)
                 found = self._err_attrs.get(key)
                 if found is not None:
                     return found
-            attrs = intern_attrs({**self._base, ATTR_ATTEMPT: label, "error.type": key[1]})
-            self._err_attrs[key] = attrs
+            attrs = self._err_attrs[key] = _series.attrs(self._base, label, key[1])
             return attrs
+
+
+def record_failure(span: Any, exc: BaseException | str, t_ns: int) -> None:
+    """Mark ``span`` failed by ``exc`` (an exception, or an ``error.type`` value).
+
+    Always: ``error.type``, ERROR status described by the type, and an ``exception``
+    event with ``exception.type``. The exception's message and stack trace only with
+    ``OTEL_RTC_RECORD_EXCEPTION_MESSAGES=true``
+    (:func:`~otel_rtc.instrumentation.self_telemetry.exception_messages_allowed`): a
+    message can quote the payload.
+    """
+    etype = exc if isinstance(exc, str) else type(exc).__qualname__
+    span.set_attribute(names.ATTR_ERROR_TYPE, etype)
+    if isinstance(exc, BaseException) and exception_messages_allowed():
+        span.set_status(Status(StatusCode.ERROR, f"{etype}: {exc}"))
+        span.record_exception(exc, timestamp=t_ns)
+    else:
+        span.set_status(Status(StatusCode.ERROR, etype))
+        span.add_event("exception", {"exception.type": etype}, timestamp=t_ns)
+
+
+def _invalid_received(fallback: int | None = None) -> int | None:
+    count_drop(_COMPONENT, "invalid_received")
+    return fallback
+
+
+def _outcome(fut: Any) -> BaseException | None:
+    """The exception that ended a done future (``CancelledError`` when cancelled)."""
+    return asyncio.CancelledError() if fut.cancelled() else fut.exception()

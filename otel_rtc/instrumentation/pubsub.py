@@ -46,18 +46,14 @@ import wrapt
 from opentelemetry import context as context_api
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind
 
+from otel_rtc.core import names
 from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
 from otel_rtc.instrumentation.attributes import intern_attrs
+from otel_rtc.instrumentation.handler import record_failure
+from otel_rtc.instrumentation.recording import CounterSpec, HistogramSpec, Recorder
 from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
-from otel_rtc.sdk import aggregation as _local_aggregation
-from otel_rtc.sdk.aggregation import (
-    CounterSpec,
-    HistogramSpec,
-    Recorder,
-    get_recorder,
-)
 from otel_rtc.version import __version__
 
 __all__ = ["ATTEMPT_REASONS", "PubSubTelemetry", "Publication", "Subscription", "Timer"]
@@ -109,27 +105,16 @@ _END_ATTRS = {
 
 
 class _Op:
-    """Recorders of one operation (publication or subscription), re-resolved on change."""
+    """The recorders of one operation (publication or subscription)."""
 
-    __slots__ = ("__weakref__", "_gen", "_mp", "end", "name", "specs", "start")
+    __slots__ = ("end", "name", "start")
 
     def __init__(self, name: str, specs: tuple[HistogramSpec, HistogramSpec, CounterSpec,
                                                CounterSpec], meter_provider: Any) -> None:
+        dur, muted, attempts, outcomes = specs
         self.name = name
-        self.specs = specs
-        self._mp = meter_provider
-        self._gen = -1
-        self.start: Recorder | None = None
-        self.end: Recorder | None = None
-
-    def recorders(self) -> tuple[Recorder, Recorder]:
-        gen = _local_aggregation.generation()
-        if gen != self._gen or self.start is None or self.end is None:
-            dur, muted, attempts, outcomes = self.specs
-            self.start = get_recorder((), (attempts,), self._mp)
-            self.end = get_recorder((dur, muted), (outcomes,), self._mp)
-            self._gen = gen
-        return self.start, self.end
+        self.start = Recorder((), (attempts,), meter_provider)
+        self.end = Recorder((dur, muted), (outcomes,), meter_provider)
 
 
 class _Key:
@@ -254,13 +239,16 @@ class Timer:
     expect_resume = suspend
 
     def complete(self, t_ns: int | None = None) -> None:
-        """The attempt succeeded (first packet / published)."""
+        """The attempt succeeded: the track is published / the first packet arrived."""
         self._finish("success", t_ns, None)
 
-    first_packet = complete
+    def fail(self, error: BaseException | str = names.ERROR_TYPE_OTHER,
+             t_ns: int | None = None) -> None:
+        """The attempt failed; ``error`` is an exception or an ``error.type`` value.
 
-    def fail(self, error: BaseException | str = "_OTHER", t_ns: int | None = None) -> None:
-        """The attempt failed; ``error`` is an exception or an ``error.type`` value."""
+        Only the exception's type is recorded, unless
+        ``OTEL_RTC_RECORD_EXCEPTION_MESSAGES=true`` (see ``docs/handlers.md``).
+        """
         self._finish("failure", t_ns, error)
 
     def abandon(self, t_ns: int | None = None) -> None:
@@ -288,30 +276,26 @@ class Timer:
             owner = self._owner
             now = owner._clock() if t_ns is None else t_ns
             end_ns = now if suspended_at is None else suspended_at
+            if end_ns < self.start_ns:  # the clock went backwards: no negative time
+                count_clamp("pubsub")
+                end_ns = self.start_ns
             if self._muted_since is not None:
                 self._muted_ns += max(0, end_ns - self._muted_since)
                 self._muted_since = None
             span = self.span
-            _start, end = self._op.recorders()
             attrs = _END_ATTRS[(self.kind, self.attempt, outcome)]
             muted_s = self._muted_ns / NS_PER_S
             duration = 0.0
             if outcome in TIMED_OUTCOMES:
-                elapsed = end_ns - self.start_ns
-                if elapsed < 0:
-                    count_clamp("pubsub")
-                    elapsed = 0
-                duration = max(0, elapsed - self._muted_ns) / NS_PER_S
+                duration = max(0, end_ns - self.start_ns - self._muted_ns) / NS_PER_S
                 ctx = span.get_span_context()
                 exemplar: SpanContext | None = ctx if ctx.trace_flags.sampled else None
-                end.append((attrs, (duration, muted_s if self._muted_ns else None),
-                            exemplar, now))
+                self._op.end.record(attrs, (duration, muted_s if self._muted_ns else None),
+                                    exemplar, now)
             else:
                 # Taken over or given up: its time says how long the client took to come
                 # back or leave, not how long the SFU took, so only the counter sees it.
-                end.append((attrs, (None, None), None, now))
-            if len(end.pending) > end.limit:
-                end.fold_if_full()
+                self._op.end.record(attrs, (None, None), None, now)
             if span.is_recording():
                 span.set_attribute("otel_rtc.outcome", outcome)
                 if self._muted_ns:
@@ -319,11 +303,7 @@ class Timer:
                 if successor is not None:
                     span.set_attribute("otel_rtc.superseded_by", successor)
                 if error is not None:
-                    etype = error if isinstance(error, str) else type(error).__qualname__
-                    span.set_attribute("error.type", etype)
-                    span.set_status(Status(StatusCode.ERROR, str(error)))
-                    if isinstance(error, BaseException):
-                        span.record_exception(error, timestamp=now)
+                    record_failure(span, error, end_ns)
             if (outcome == "success" and self._op.name == "publication"
                     and owner.high_publish_delay_s is not None
                     and duration >= owner.high_publish_delay_s):
@@ -367,10 +347,6 @@ class Publication(Timer):
     """A track publication attempt (``PRODUCER`` span)."""
 
     __slots__ = ()
-
-    def published(self, t_ns: int | None = None) -> None:
-        """The track is published (first packet received from the publisher)."""
-        self.complete(t_ns)
 
     def inject(self, carrier: MutableMapping[str, str]) -> MutableMapping[str, str]:
         """Write this publication's trace context into message headers; returns them."""
@@ -556,10 +532,7 @@ class PubSubTelemetry:
             with self._lock:
                 if self._keys.get(key) is st:
                     st.open = timer
-            start, _end = op.recorders()
-            start.append((_START_ATTRS[(kind, reason)], (), None, now))
-            if len(start.pending) > start.limit:
-                start.fold_if_full()
+            op.start.record(_START_ATTRS[(kind, reason)], (), None, now)
             return timer
         except Exception as exc:
             report_error("pubsub", exc)

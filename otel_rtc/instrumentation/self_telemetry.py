@@ -10,12 +10,21 @@ type, then counted) and every piece of input that is rejected goes through
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import traceback
 from collections.abc import Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from otel_rtc.core.env import env_bool
+
 _logger = logging.getLogger("otel_rtc")
+
+ENV_RECORD_EXCEPTION_MESSAGES = "OTEL_RTC_RECORD_EXCEPTION_MESSAGES"
+"""The one opt-in for exception text (see :func:`exception_messages_allowed`)."""
+
+_opt_in: tuple[str | None, bool] = (None, False)
 
 _lock = threading.Lock()
 _errors: dict[tuple[str, str], int] = {}
@@ -24,27 +33,52 @@ _clamps: dict[str, int] = {}
 _logged: set[tuple[str, str]] = set()
 
 
+def exception_messages_allowed() -> bool:
+    """Whether exception messages and stack traces may leave the process.
+
+    Off by default: an exception's message (and so a formatted stack trace) can quote
+    the payload being processed. Only ``OTEL_RTC_RECORD_EXCEPTION_MESSAGES=true`` turns
+    it on, for handler and pub/sub spans (status description, ``exception.message`` and
+    ``exception.stacktrace``) and for otel_rtc's log lines about errors raised by user
+    callbacks (extractors) and inside otel_rtc. Without it only the exception's type
+    (and, in logs, the code locations of the traceback) is recorded. Read on every
+    call, so it can be switched at run time.
+    """
+    global _opt_in
+    raw = os.environ.get(ENV_RECORD_EXCEPTION_MESSAGES)
+    if raw != _opt_in[0]:  # parse (and warn about a bad value) once per value
+        _opt_in = (raw, env_bool(ENV_RECORD_EXCEPTION_MESSAGES, False))
+    return _opt_in[1]
+
+
 def report_error(component: str, exc: BaseException) -> None:
     """Count an internal error and log it the first time it is seen.
 
-    Never raises.
+    The log line names the exception's type and the code locations of its traceback;
+    its message only with :func:`exception_messages_allowed`. Never raises.
     """
     try:
-        key = (component, type(exc).__qualname__)
+        etype = type(exc).__qualname__
+        key = (component, etype)
         with _lock:
             _errors[key] = _errors.get(key, 0) + 1
             first = key not in _logged
             if first:
                 _logged.add(key)
-        if first:
-            _logger.warning(
-                "otel_rtc: internal error in %s (%s: %s); further ones are only counted "
-                "in otel_rtc.internal.errors",
-                component,
-                type(exc).__qualname__,
-                exc,
-                exc_info=exc,
-            )
+        if not first:
+            return
+        if exception_messages_allowed():
+            _logger.warning("otel_rtc: internal error in %s (%s: %s); further ones are only "
+                            "counted in otel_rtc.internal.errors", component, etype, exc,
+                            exc_info=exc)
+        else:
+            # Locations only: a source line could hold a literal worth hiding too.
+            where = "".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n'
+                            for f in traceback.extract_tb(exc.__traceback__))
+            _logger.warning("otel_rtc: internal error in %s (%s; message not shown, set %s=true "
+                            "to show it); further ones are only counted in "
+                            "otel_rtc.internal.errors\nTraceback (locations only):\n%s",
+                            component, etype, ENV_RECORD_EXCEPTION_MESSAGES, where.rstrip())
     except Exception:  # pragma: no cover - last-resort guard
         pass
 

@@ -34,9 +34,8 @@ from otel_rtc.core.sessions import (
     SessionEvent,
 )
 from otel_rtc.instrumentation.attributes import intern_attrs
+from otel_rtc.instrumentation.recording import CounterSpec, HistogramSpec, Recorder
 from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
-from otel_rtc.sdk import aggregation as _local_aggregation
-from otel_rtc.sdk.aggregation import CounterSpec, HistogramSpec, Recorder, get_recorder
 from otel_rtc.version import __version__
 
 __all__ = ["Session", "SessionEvent", "SessionRegistry"]
@@ -100,9 +99,8 @@ class SessionRegistry:
         )
         self._on_event = on_event
         self._meter_provider = meter_provider
-        self._gen = -1
-        self._joins: Recorder | None = None
-        self._leaves: Recorder | None = None
+        self._joins = Recorder((), (JOINS,), meter_provider)
+        self._leaves = Recorder((SESSION_DURATION,), (LEAVES,), meter_provider)
         self._event_logger: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -192,27 +190,14 @@ class SessionRegistry:
         self._publish(events)
 
     # -- publishing --------------------------------------------------------------------
-    def _recorders(self) -> tuple[Recorder, Recorder]:
-        gen = _local_aggregation.generation()
-        if gen != self._gen or self._joins is None or self._leaves is None:
-            self._joins = get_recorder((), (JOINS,), self._meter_provider)
-            self._leaves = get_recorder((SESSION_DURATION,), (LEAVES,), self._meter_provider)
-            self._gen = gen
-        return self._joins, self._leaves
-
     def _publish(self, events: Iterable[SessionEvent]) -> None:
         for ev in events:
             try:
-                joins, leaves = self._recorders()
                 if ev.name == PARTICIPANT_LEFT:
                     attrs = _LEAVE_ATTRS.get(ev.reason, _NO_ATTRS)
-                    leaves.append((attrs, (ev.duration_ns / NS_PER_S,), None, ev.time_ns))
-                    if len(leaves.pending) > leaves.limit:
-                        leaves.fold_if_full()
+                    self._leaves.record(attrs, (ev.duration_ns / NS_PER_S,), None, ev.time_ns)
                 else:
-                    joins.append((_NO_ATTRS, (), None, ev.time_ns))
-                    if len(joins.pending) > joins.limit:
-                        joins.fold_if_full()
+                    self._joins.record(_NO_ATTRS, (), None, ev.time_ns)
                 self._emit_log(ev)
             except Exception as exc:
                 report_error("sessions", exc)

@@ -1,24 +1,16 @@
-"""Hot-path aggregation: one ``deque.append`` per event, exact histograms at collection.
+"""Local aggregation: buffered events folded into exact histograms at collection.
 
 The OpenTelemetry SDK's ``Histogram.record()`` costs microseconds per call (attribute
-hashing, locks, exemplar filter). A message handler that wants to cost less than that
-appends one tuple per message to a :class:`BufferedRecorder`; the export stage
-(:class:`otel_rtc.RtcWrappingMetricExporter`) drains every recorder at collection time and folds
-the events into exact explicit-bucket histograms and counters, which it merges into the
-``MetricsData`` it exports.
+hashing, locks, exemplar filter). Instrumentation records through
+:class:`otel_rtc.instrumentation.recording.Recorder`; when an export stage is bound to its
+meter provider, this module is the recorder's backend: it hands out a
+:class:`BufferedRecorder` (the recorder then costs one ``deque.append`` per event), and
+the export stage (:class:`otel_rtc.RtcWrappingMetricExporter`) drains every buffer at collection
+time, folds the events into exact explicit-bucket histograms and counters, and merges
+them into the ``MetricsData`` it exports.
 
-When no export stage is bound to the meter provider in use (the user brought their own
-pipeline), :func:`get_recorder` returns an :class:`SdkRecorder` with the same ``append``
-interface that calls plain SDK ``record()``/``add()``.
-
-An event is a 4-tuple ``(attrs, values, span_context, time_unix_nano)``:
-
-* ``attrs``: an interned :class:`~otel_rtc.instrumentation.attributes.AttrSet`;
-* ``values``: one entry per histogram of the recorder (``None`` skips that histogram);
-* ``span_context``: the active span's context for an exemplar, or ``None``;
-* ``time_unix_nano``: when the event happened (exemplar timestamp).
-
-Every counter of a recorder counts events (one per ``append``).
+The backend is installed by :func:`bind_registry` (called by ``configure()``, the
+Prometheus reader and the instrumentor), never at import time.
 """
 
 from __future__ import annotations
@@ -28,13 +20,13 @@ import weakref
 from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from itertools import compress, groupby, repeat, starmap
-from operator import eq, is_not, itemgetter
+from itertools import groupby, repeat, starmap
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry.sdk.metrics import Counter as SdkCounter
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -47,70 +39,41 @@ from opentelemetry.sdk.metrics.export import (
     ScopeMetrics,
     Sum,
 )
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
 from otel_rtc.core.clock import wall_clock_ns
+from otel_rtc.instrumentation import recording
 from otel_rtc.instrumentation.attributes import AttrSet
-from otel_rtc.instrumentation.self_telemetry import report_error
+from otel_rtc.instrumentation.recording import (
+    MESSAGING_DURATION_BUCKETS,
+    CounterSpec,
+    Event,
+    HistogramSpec,
+)
+from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
 from otel_rtc.version import __version__
 
-Event = tuple[AttrSet, tuple[float | None, ...], SpanContext | None, int]
+__all__ = [
+    "MESSAGING_DURATION_BUCKETS",
+    "BufferedRecorder",
+    "CounterSpec",
+    "HistogramSpec",
+    "LocalAggregationRegistry",
+    "add_scope_metrics",
+    "bind_registry",
+    "buffer_for",
+    "default_registry",
+    "invalidate_recorders",
+]
 
 DEFAULT_PENDING_LIMIT = 50_000
 """Pending events per recorder before the recording thread folds them itself."""
 
-# The OTel messaging semantic conventions' advice for messaging.process.duration.
-MESSAGING_DURATION_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-)
-
-
-@dataclass(frozen=True)
-class HistogramSpec:
-    """An explicit-bucket histogram produced by local aggregation.
-
-    Attributes:
-        name: Metric name.
-        unit: UCUM unit.
-        description: Metric description.
-        boundaries: Strictly increasing bucket upper bounds.
-    """
-
-    name: str
-    unit: str
-    description: str
-    boundaries: tuple[float, ...] = MESSAGING_DURATION_BUCKETS
-
-    def __post_init__(self) -> None:
-        b = self.boundaries
-        if any(b[i] >= b[i + 1] for i in range(len(b) - 1)):
-            raise ValueError(f"{self.name}: boundaries must be strictly increasing")
-
-
-@dataclass(frozen=True)
-class CounterSpec:
-    """A monotonic counter of events produced by local aggregation."""
-
-    name: str
-    unit: str
-    description: str
-
-
 _ATTRS = itemgetter(0)
 _VALUES = itemgetter(1)
 _CTX = itemgetter(2)
-_INF = float("inf")
-_NEG_INF = float("-inf")
-_COLUMN_MIN = 16
-"""Groups with fewer events fold with a loop per value, cheaper than the columns' set-up."""
-
-# (spec, (name, attrs), count, new sum, min, max, [(bucket, count)],
-# {bucket: (value, time, span context)} for exemplars).
-_HistPlan = tuple[HistogramSpec, tuple[str, AttrSet], int, float, float, float,
-                  list[tuple[int, int]], dict[int, tuple[float, int, SpanContext]]]
 
 
 def _group_by_attrs(events: list[Event]) -> dict[AttrSet, list[Event]]:
@@ -128,29 +91,6 @@ def _group_by_attrs(events: list[Event]) -> dict[AttrSet, list[Event]]:
     return groups
 
 
-def _plan_small(col: list[float | None], bounds: tuple[float, ...], total: float
-                ) -> tuple[int, float, float, float, list[tuple[int, int]]] | None:
-    """The per-value fold of one short column; ``None`` when it holds no value."""
-    buckets: dict[int, int] = {}
-    count = 0
-    mn = _INF
-    mx = _NEG_INF
-    for v in col:
-        if v is None:
-            continue
-        i = bisect_left(bounds, v)
-        buckets[i] = buckets.get(i, 0) + 1
-        count += 1
-        total += v
-        if v < mn:
-            mn = v
-        if v > mx:
-            mx = v
-    if not count:
-        return None
-    return count, total, mn, mx, list(buckets.items())
-
-
 class _HistState:
     __slots__ = ("count", "counts", "exemplars", "max", "min", "start_ns", "sum")
 
@@ -164,6 +104,17 @@ class _HistState:
         self.exemplars: dict[int, tuple[float, int, SpanContext]] = {}
 
 
+def _histogram_point(st: _HistState, attrs: AttrSet, spec: HistogramSpec, now: int
+                     ) -> HistogramDataPoint:
+    exemplars = [Exemplar(filtered_attributes=None, value=v, time_unix_nano=t,
+                          span_id=c.span_id, trace_id=c.trace_id)
+                 for v, t, c in st.exemplars.values()]
+    return HistogramDataPoint(
+        attributes=dict(attrs.mapping), start_time_unix_nano=st.start_ns,
+        time_unix_nano=now, count=st.count, sum=st.sum, bucket_counts=list(st.counts),
+        explicit_bounds=list(spec.boundaries), min=st.min, max=st.max, exemplars=exemplars)
+
+
 class _CountState:
     __slots__ = ("start_ns", "value")
 
@@ -172,15 +123,49 @@ class _CountState:
         self.start_ns = start_ns
 
 
-class BufferedRecorder:
-    """Collects events with a single ``deque.append``; folded by the registry.
+def _fold_column(st: _HistState, bounds: tuple[float, ...], col: list[Any],
+                 evs: list[Event], with_ctx: list[int]) -> None:
+    """Add one histogram's values of one attribute set (``None``: no value) to ``st``.
 
-    Use ``recorder.append(event)`` on the hot path, then, if
-    ``len(recorder.pending) > recorder.limit``, call :meth:`fold_if_full`.
+    Column-wise C-level passes (``sum``, ``min``, ``max``, ``bisect`` through ``map``)
+    rather than a Python loop per value. A NaN lands in bucket 0 and is skipped by min
+    and max, as ``<`` comparisons with it are false. Everything is computed before
+    ``st`` changes, so a value that is not a number (``TypeError``) changes nothing.
+    """
+    vals = [v for v in col if v is not None] if None in col else col
+    if not vals:
+        return
+    total = sum(vals, st.sum)
+    ordered = vals if total == total else [v for v in vals if v == v]  # NaN: not ordered
+    mn = min(ordered, default=st.min)
+    mx = max(ordered, default=st.max)
+    buckets = Counter(map(bisect_left, repeat(bounds), vals))
+    counts = st.counts
+    for i, c in buckets.items():
+        counts[i] += c
+    st.count += len(vals)
+    st.sum = total
+    if mn < st.min:
+        st.min = mn
+    if mx > st.max:
+        st.max = mx
+    # Exemplars: per bucket, the value of the last event that has a span context.
+    exemplars = st.exemplars
+    for k in with_ctx:
+        v = col[k]
+        if v is not None:
+            ev = evs[k]
+            exemplars[bisect_left(bounds, v)] = (v, ev[3], ev[2])
+
+
+class BufferedRecorder:
+    """An :class:`~otel_rtc.instrumentation.recording.EventBuffer` folded by its registry.
+
+    Filled through :meth:`otel_rtc.instrumentation.recording.Recorder.record`; tests may
+    append events to :attr:`pending` directly.
     """
 
-    __slots__ = ("__weakref__", "_registry", "append", "counters", "histograms", "limit",
-                 "pending")
+    __slots__ = ("__weakref__", "_registry", "counters", "histograms", "limit", "pending")
 
     def __init__(
         self,
@@ -193,63 +178,16 @@ class BufferedRecorder:
         self.histograms = tuple(histograms)
         self.counters = tuple(counters)
         self.pending: deque[Event] = deque()
-        self.append: Callable[[Event], None] = self.pending.append
         self.limit = limit
         # The registry holds recorders weakly. Events still pending when a recorder is
-        # dropped (its owner closed, or replaced after a generation change) are handed
-        # to the registry for the next collection rather than lost.
+        # dropped (its owner closed, or replaced after a rebinding) are handed to the
+        # registry for the next collection rather than lost.
         weakref.finalize(self, registry._adopt, self.pending, self.histograms,
                          self.counters)
 
     def fold_if_full(self) -> None:
         """Fold pending events now if another thread is not already doing it."""
         self._registry.fold(self, blocking=False)
-
-
-class SdkRecorder:
-    """Fallback recorder over plain SDK instruments (same ``append`` interface)."""
-
-    __slots__ = ("_counters", "_histograms", "counters", "histograms", "limit", "pending")
-
-    def __init__(
-        self,
-        meter: metrics_api.Meter,
-        histograms: Sequence[HistogramSpec],
-        counters: Sequence[CounterSpec],
-    ) -> None:
-        self.histograms = tuple(histograms)
-        self.counters = tuple(counters)
-        self._histograms = [
-            meter.create_histogram(
-                h.name,
-                unit=h.unit,
-                description=h.description,
-                explicit_bucket_boundaries_advisory=list(h.boundaries),
-            )
-            for h in self.histograms
-        ]
-        self._counters = [
-            meter.create_counter(c.name, unit=c.unit, description=c.description)
-            for c in self.counters
-        ]
-        self.pending: deque[Event] = deque()  # always empty: nothing is buffered
-        self.limit = DEFAULT_PENDING_LIMIT
-
-    def append(self, event: Event) -> None:
-        """Record one event through the SDK."""
-        attrs, values, _ctx, _t = event
-        mapping = attrs.mapping
-        for hist, value in zip(self._histograms, values, strict=False):
-            if value is not None:
-                hist.record(value, mapping)
-        for counter in self._counters:
-            counter.add(1, mapping)
-
-    def fold_if_full(self) -> None:
-        """Nothing to fold."""
-
-
-Recorder = BufferedRecorder | SdkRecorder
 
 
 class LocalAggregationRegistry:
@@ -287,9 +225,11 @@ class LocalAggregationRegistry:
         self,
         histograms: Sequence[HistogramSpec],
         counters: Sequence[CounterSpec] = (),
-        limit: int = DEFAULT_PENDING_LIMIT,
+        limit: int | None = None,
     ) -> BufferedRecorder:
         """Create a recorder whose events are folded into this registry.
+
+        ``limit`` defaults to :data:`DEFAULT_PENDING_LIMIT`.
 
         Raises:
             ValueError: a metric name is already registered with a different spec.
@@ -303,7 +243,8 @@ class LocalAggregationRegistry:
                 known_c = self._counter_specs.setdefault(c.name, c)
                 if known_c != c:
                     raise ValueError(f"counter {c.name!r} already registered as {known_c}")
-            rec = BufferedRecorder(self, histograms, counters, limit)
+            rec = BufferedRecorder(self, histograms, counters,
+                                   DEFAULT_PENDING_LIMIT if limit is None else limit)
             self._recorders.add(rec)
             return rec
 
@@ -312,7 +253,7 @@ class LocalAggregationRegistry:
         if not self._lock.acquire(blocking):
             return
         try:
-            self._fold_locked(recorder)
+            self._fold_events(recorder.pending, recorder.histograms, recorder.counters)
         finally:
             self._lock.release()
 
@@ -326,199 +267,54 @@ class LocalAggregationRegistry:
         if pending:
             self._orphans.append((pending, histograms, counters))
 
-    def _fold_locked(self, rec: BufferedRecorder) -> None:
-        self._fold_events(rec.pending, rec.histograms, rec.counters)
-
-    def _fold_orphans_locked(self) -> None:
-        orphans = self._orphans
-        while orphans:
-            self._fold_events(*orphans.popleft())
-
     def _fold_events(self, pending: deque[Event], specs: tuple[HistogramSpec, ...],
                      counters: tuple[CounterSpec, ...]) -> None:
-        """Fold the events present in ``pending`` now into the aggregates.
+        """Fold the events present in ``pending`` now into the aggregates (lock held).
 
-        Column-wise: the events are grouped by attribute set (order kept within a
-        group), and each group's values are folded one histogram at a time with
-        C-level passes (``sum``, ``min``, ``max``, ``bisect`` over the range of
-        buckets they span) instead of a Python loop per event. Small groups use a
-        loop per value. Bucket counts, counts, min, max and exemplars equal the
-        per-event fold's (:meth:`_fold_each`); sums are equal on CPython < 3.12 and
-        may differ in the last bits on >= 3.12, whose ``sum()`` of floats is
-        compensated (more accurate than ``+=``).
-
-        Everything is computed before anything is stored, so input the column-wise
-        fold cannot take (a value that is not a number) is handed to the per-event
-        fold instead, which behaves exactly as before: it raises at that event.
+        The events are grouped by attribute set (order kept within a group) and each
+        group's values are folded one histogram at a time (:func:`_fold_column`). A
+        group holding a value that is not a number is dropped and counted (reason
+        ``invalid_value``); instrumentation only ever records numbers.
         """
         n = len(pending)
         if not n:
             return
         # Pop exactly the events present now; appends racing with us stay for next time.
         events = list(starmap(pending.popleft, repeat((), n)))
-        now = self._clock()
-        start = self._last_collect_ns if self._last_collect_ns is not None else now
-        try:
-            groups = _group_by_attrs(events)
-            plans = [(attrs, len(evs), self._plan_group(attrs, evs, specs) if specs else ())
-                     for attrs, evs in groups.items()]
-        except Exception:
-            self._fold_each(pending, events, specs, counters, start)
-            return
+        start = self._last_collect_ns
+        if start is None:
+            start = self._clock()
         hists = self._hists
         counts = self._counts
-        counter_names = [c.name for c in counters]
-        for attrs, size, hist_plans in plans:
-            for spec, key, count, total, mn, mx, buckets, exemplars in hist_plans:
-                st = hists.get(key)
-                if st is None:
-                    st = hists[key] = _HistState(len(spec.boundaries) + 1, start)
-                bucket_counts = st.counts
-                for i, c in buckets:
-                    bucket_counts[i] += c
-                st.count += count
-                st.sum = total
-                if mn < st.min:
-                    st.min = mn
-                if mx > st.max:
-                    st.max = mx
-                if exemplars:
-                    st.exemplars.update(exemplars)
-            for name in counter_names:
-                ckey = (name, attrs)
-                cs = counts.get(ckey)
-                if cs is None:
-                    cs = counts[ckey] = _CountState(start)
-                cs.value += size
-
-    def _plan_group(self, attrs: AttrSet, evs: list[Event],
-                    specs: tuple[HistogramSpec, ...]) -> list[_HistPlan]:
-        """What folding ``evs`` (all with ``attrs``) adds to each histogram; no stores."""
-        hists = self._hists
-        rows = list(map(_VALUES, evs))
-        m = len(evs)
-        # Span contexts for exemplars: on no event (metrics mode), on every event
-        # (spans mode) or on some (retroactive mode: the slow messages).
-        no_ctx = list(map(_CTX, evs)).count(None)
-        all_ctx = no_ctx == 0
-        ex_idx: Sequence[int] = (
-            () if no_ctx == m else range(m) if all_ctx
-            else [i for i, ev in enumerate(evs) if ev[2] is not None])
-        out: list[_HistPlan] = []
-        for j, spec in enumerate(specs):
-            try:
-                col = list(map(itemgetter(j), rows))
-            except IndexError:  # a short values tuple: None for the histograms after it
-                col = [row[j] if len(row) > j else None for row in rows]
-            key = (spec.name, attrs)
-            st = hists.get(key)
-            total = st.sum if st is not None else 0.0
-            b = spec.boundaries
-            # Exemplars as the per-event fold leaves them: per bucket the last event's,
-            # buckets in the order they first got one. Kept per bucket, not per event:
-            # a list of one tuple per event would wake the cyclic GC over a large heap.
-            exemplars: dict[int, tuple[float, int, SpanContext]] = {}
-            ex_done = False
-            if m < _COLUMN_MIN:
-                plan = _plan_small(col, b, total)
-                if plan is None:
-                    continue
-                count, total, mn, mx, buckets = plan
-            else:
-                vals = col
-                try:
-                    total = sum(vals, total)  # raises on None (rare): filtered below
-                except TypeError:
-                    vals = list(compress(col, map(is_not, col, repeat(None))))
-                    if not vals:
-                        continue
-                    total = sum(vals, total)
-                count = len(vals)
-                # With a context on every event and no None, event k's value is vals[k].
-                ex_all = all_ctx and vals is col
-                if total == total:
-                    # No NaN, so values are totally ordered and every value lies in
-                    # buckets lo..hi: bisect over just the bounds between them.
-                    mn = min(vals)
-                    mx = max(vals)
-                    lo = bisect_left(b, mn)
-                    hi = bisect_left(b, mx)
-                    if lo == hi:
-                        buckets = [(lo, count)]
-                        if ex_all:
-                            ev = evs[-1]
-                            exemplars[lo] = (vals[-1], ev[3], ev[2])
-                            ex_done = True
-                    elif hi - lo < 256:
-                        # Bucket offsets as bytes: bytes.count tallies at memchr speed.
-                        offsets = bytes(map(bisect_left, repeat(b[lo:hi]), vals))
-                        present = [(offsets.index(i), i) for i in range(hi - lo + 1)
-                                   if i in offsets]
-                        buckets = [(lo + i, offsets.count(i)) for _, i in present]
-                        if ex_all:
-                            for _, i in sorted(present):
-                                k = offsets.rindex(i)
-                                ev = evs[k]
-                                exemplars[lo + i] = (vals[k], ev[3], ev[2])
-                            ex_done = True
-                    else:
-                        buckets = [(lo + i, c) for i, c in Counter(
-                            map(bisect_left, repeat(b[lo:hi]), vals)).items()]
-                else:
-                    # A NaN: the per-event fold bins it in bucket 0 and min/max skip
-                    # it (comparisons with NaN are false).
-                    buckets = list(Counter(map(bisect_left, repeat(b), vals)).items())
-                    ordered = list(compress(vals, map(eq, vals, vals)))
-                    mn = min(ordered, default=_INF)
-                    mx = max(ordered, default=_NEG_INF)
-            if not ex_done:
-                for i in ex_idx:
-                    v = col[i]
-                    if v is not None:
-                        ev = evs[i]
-                        exemplars[bisect_left(b, v)] = (v, ev[3], ev[2])
-            out.append((spec, key, count, total, mn, mx, buckets, exemplars))
-        return out
-
-    def _fold_each(self, pending: deque[Event], events: list[Event],
-                   specs: tuple[HistogramSpec, ...], counters: tuple[CounterSpec, ...],
-                   start: int) -> None:
-        """The per-event fold: the reference the column-wise fold must equal.
-
-        Used when the column-wise fold rejects its input. If an event raises, the
-        events after it go back to the front of ``pending``, as if never popped.
-        """
-        hists = self._hists
-        counts = self._counts
-        counter_names = [c.name for c in counters]
-        for k, (attrs, values, ctx, t_ns) in enumerate(events):
-            try:
-                for spec, value in zip(specs, values, strict=False):
-                    if value is None:
-                        continue
+        for attrs, evs in _group_by_attrs(events).items():
+            if specs:
+                rows = list(map(_VALUES, evs))
+                ctxs = list(map(_CTX, evs))
+                with_ctx = ([] if ctxs.count(None) == len(ctxs)
+                            else [k for k, c in enumerate(ctxs) if c is not None])
+                for j, spec in enumerate(specs):
+                    try:
+                        col = list(map(itemgetter(j), rows))
+                    except IndexError:  # a short values tuple: no value for this histogram
+                        col = [row[j] if len(row) > j else None for row in rows]
                     key = (spec.name, attrs)
                     st = hists.get(key)
                     if st is None:
-                        st = hists[key] = _HistState(len(spec.boundaries) + 1, start)
-                    i = bisect_left(spec.boundaries, value)
-                    st.counts[i] += 1
-                    st.count += 1
-                    st.sum += value
-                    if value < st.min:
-                        st.min = value
-                    if value > st.max:
-                        st.max = value
-                    if ctx is not None:
-                        st.exemplars[i] = (value, t_ns, ctx)
-                for name in counter_names:
-                    key = (name, attrs)
-                    cs = counts.get(key)
-                    if cs is None:
-                        cs = counts[key] = _CountState(start)
-                    cs.value += 1
-            except Exception:
-                pending.extendleft(reversed(events[k + 1:]))
-                raise
+                        st = _HistState(len(spec.boundaries) + 1, start)
+                    try:
+                        _fold_column(st, spec.boundaries, col, evs, with_ctx)
+                    except TypeError:  # not a number: this histogram drops the group
+                        count_drop("local_aggregation", "invalid_value",
+                                   len(col) - col.count(None))
+                        continue
+                    if st.count:
+                        hists[key] = st
+            for c in counters:
+                ckey = (c.name, attrs)
+                cs = counts.get(ckey)
+                if cs is None:
+                    cs = counts[ckey] = _CountState(start)
+                cs.value += len(evs)
 
     # -- collection ----------------------------------------------------------------
     def collect(
@@ -530,90 +326,43 @@ class LocalAggregationRegistry:
 
         With DELTA temporality the aggregates are reset after being returned.
         """
-        from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
-
+        delta_h = histogram_temporality is AggregationTemporality.DELTA
+        delta_c = counter_temporality is AggregationTemporality.DELTA
         with self._lock:
             for rec in list(self._recorders):
-                self._fold_locked(rec)
-            self._fold_orphans_locked()
+                self._fold_events(rec.pending, rec.histograms, rec.counters)
+            orphans = self._orphans
+            while orphans:
+                self._fold_events(*orphans.popleft())
             now = self._clock()
             hist_points: dict[str, list[HistogramDataPoint]] = {}
             for (name, attrs), st in self._hists.items():
-                if st.count == 0:
-                    continue
-                spec = self._hist_specs[name]
-                exemplars = [
-                    Exemplar(
-                        filtered_attributes=None,
-                        value=v,
-                        time_unix_nano=t,
-                        span_id=c.span_id,
-                        trace_id=c.trace_id,
-                    )
-                    for v, t, c in st.exemplars.values()
-                ]
-                hist_points.setdefault(name, []).append(
-                    HistogramDataPoint(
-                        attributes=dict(attrs.mapping),
-                        start_time_unix_nano=st.start_ns,
-                        time_unix_nano=now,
-                        count=st.count,
-                        sum=st.sum,
-                        bucket_counts=list(st.counts),
-                        explicit_bounds=list(spec.boundaries),
-                        min=st.min,
-                        max=st.max,
-                        exemplars=exemplars,
-                    )
-                )
+                if st.count:
+                    hist_points.setdefault(name, []).append(
+                        _histogram_point(st, attrs, self._hist_specs[name], now))
+                st.exemplars = {}
             count_points: dict[str, list[NumberDataPoint]] = {}
             for (name, attrs), cs in self._counts.items():
-                if cs.value == 0 and counter_temporality is AggregationTemporality.DELTA:
-                    continue
-                count_points.setdefault(name, []).append(
-                    NumberDataPoint(
-                        attributes=dict(attrs.mapping),
-                        start_time_unix_nano=cs.start_ns,
-                        time_unix_nano=now,
-                        value=cs.value,
-                    )
-                )
-            if histogram_temporality is AggregationTemporality.DELTA:
+                if cs.value or not delta_c:
+                    count_points.setdefault(name, []).append(NumberDataPoint(
+                        attributes=dict(attrs.mapping), start_time_unix_nano=cs.start_ns,
+                        time_unix_nano=now, value=cs.value))
+            if delta_h:
                 self._hists.clear()
-            else:
-                for st in self._hists.values():
-                    st.exemplars.clear()
-            if counter_temporality is AggregationTemporality.DELTA:
+            if delta_c:
                 self._counts.clear()
             self._last_collect_ns = now
-            out: list[Metric] = []
-            for name, points in hist_points.items():
-                spec = self._hist_specs[name]
-                out.append(
-                    Metric(
-                        name=name,
-                        description=spec.description,
-                        unit=spec.unit,
-                        data=Histogram(
-                            data_points=points, aggregation_temporality=histogram_temporality
-                        ),
-                    )
-                )
-            for name, cpoints in count_points.items():
-                cspec = self._counter_specs[name]
-                out.append(
-                    Metric(
-                        name=name,
-                        description=cspec.description,
-                        unit=cspec.unit,
-                        data=Sum(
-                            data_points=cpoints,
-                            aggregation_temporality=counter_temporality,
-                            is_monotonic=True,
-                        ),
-                    )
-                )
-            return out
+        out = [Metric(name=name, description=self._hist_specs[name].description,
+                      unit=self._hist_specs[name].unit,
+                      data=Histogram(data_points=points,
+                                     aggregation_temporality=histogram_temporality))
+               for name, points in hist_points.items()]
+        out.extend(Metric(name=name, description=self._counter_specs[name].description,
+                          unit=self._counter_specs[name].unit,
+                          data=Sum(data_points=points, is_monotonic=True,
+                                   aggregation_temporality=counter_temporality))
+                   for name, points in count_points.items())
+        return out
 
     def merge_into(
         self,
@@ -665,12 +414,10 @@ def add_scope_metrics(metrics_data: MetricsData | None, scope: InstrumentationSc
                                    schema_url=first.schema_url)
     return MetricsData(resource_metrics=[merged_first, *rest])
 
-
-# -- binding registries to meter providers --------------------------------------------
+# -- binding registries to meter providers: the recorders' backend --------------------
 
 _bindings: weakref.WeakKeyDictionary[Any, LocalAggregationRegistry] = weakref.WeakKeyDictionary()
 _default_registry = LocalAggregationRegistry()
-_generation = [0]
 
 
 def default_registry() -> LocalAggregationRegistry:
@@ -686,7 +433,18 @@ def bind_registry(meter_provider: Any, registry: LocalAggregationRegistry) -> No
     _bindings[meter_provider] = registry
     registry.active = True
     _ensure_always_collected(meter_provider, registry)
-    _generation[0] += 1
+    recording.set_backend(_BACKEND)
+
+
+def unbind_registry(meter_provider: Any) -> None:
+    """Undo :func:`bind_registry`: that provider's instrumentations use SDK instruments."""
+    _bindings.pop(meter_provider, None)
+    recording.invalidate()
+
+
+def invalidate_recorders() -> None:
+    """Bindings or export stages changed: recorders re-resolve on their next event."""
+    recording.invalidate()
 
 
 _collected_providers: weakref.WeakKeyDictionary[Any, LocalAggregationRegistry] = (
@@ -727,52 +485,37 @@ def _ensure_always_collected(meter_provider: Any, registry: LocalAggregationRegi
         report_error("local_aggregation", exc)
 
 
-def generation() -> int:
-    """Incremented whenever bindings change; instrumentations re-resolve on change."""
-    return _generation[0]
-
-
-def _bump_generation() -> None:
-    _generation[0] += 1
-
-
-def get_recorder(
-    histograms: Sequence[HistogramSpec],
-    counters: Sequence[CounterSpec],
-    meter_provider: Any = None,
-) -> Recorder:
-    """Return the cheapest recorder valid for ``meter_provider`` (``None``: global).
+def buffer_for(histograms: Sequence[HistogramSpec], counters: Sequence[CounterSpec],
+               meter_provider: Any = None) -> BufferedRecorder | None:
+    """The buffer for events meant for ``meter_provider`` (``None``: global), if any.
 
     A buffered recorder when an export stage is bound to that provider (or, for the
-    global provider, when the default registry is active); otherwise SDK instruments.
+    global provider, when the default registry is active); ``None`` otherwise (the
+    recorder then uses API instruments).
+
+    Raises:
+        ValueError: A metric name is already registered with a different spec.
     """
     try:
-        registry: LocalAggregationRegistry | None
-        if meter_provider is None:
-            mp = metrics_api.get_meter_provider()
-            registry = _bindings.get(mp)
-            if registry is None and _default_registry.active:
-                registry = _default_registry
-        else:
-            mp = meter_provider
-            registry = _bindings.get(mp)
-        if registry is not None:
-            _ensure_always_collected(mp, registry)
-            return registry.recorder(histograms, counters)
-    except ValueError:
-        raise
+        mp = metrics_api.get_meter_provider() if meter_provider is None else meter_provider
+        registry = _bindings.get(mp)
+        if registry is None and meter_provider is None and _default_registry.active:
+            registry = _default_registry
+        if registry is None:
+            return None
+        _ensure_always_collected(mp, registry)
     except Exception as exc:  # e.g. an unhashable third-party provider
         report_error("local_aggregation", exc)
-    meter = mp.get_meter("otel_rtc", __version__)
-    return SdkRecorder(meter, histograms, counters)
+        return None
+    return registry.recorder(histograms, counters)
 
 
-def histogram_views(specs: Sequence[HistogramSpec]) -> list[View]:
-    """SDK views giving ``specs``' boundaries to SDK histograms of the same name."""
-    return [
-        View(
-            instrument_name=s.name,
-            aggregation=ExplicitBucketHistogramAggregation(boundaries=list(s.boundaries)),
-        )
-        for s in specs
-    ]
+class _Backend:
+    """:class:`otel_rtc.instrumentation.recording.Backend` over this module's bindings."""
+
+    def buffer(self, histograms: tuple[HistogramSpec, ...], counters: tuple[CounterSpec, ...],
+               meter_provider: Any) -> BufferedRecorder | None:
+        return buffer_for(histograms, counters, meter_provider)
+
+
+_BACKEND = _Backend()

@@ -28,9 +28,9 @@ from opentelemetry.sdk.metrics.export import (
 from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
 from otel_rtc.sdk.aggregation import (
     LocalAggregationRegistry,
-    _bump_generation,
     bind_registry,
     default_registry,
+    invalidate_recorders,
 )
 
 
@@ -127,7 +127,7 @@ class RtcWrappingMetricExporter(MetricExporter):
         self._in_flight = 0  # data points of the export under way
         self._in_flight_counted = False
         self.registry.active = True
-        _bump_generation()
+        invalidate_recorders()
 
     def bind(self, meter_provider: object) -> None:
         """Route otel_rtc's hot-path recorders of ``meter_provider`` to this exporter.
@@ -190,7 +190,7 @@ class RtcWrappingMetricExporter(MetricExporter):
                 self._in_flight_counted = True
                 count_drop("export.metrics", "shutdown_timeout", self._in_flight)
         close_export_stage(self.registry, self.processors, "exporter")
-        _bump_generation()
+        invalidate_recorders()
         self.inner.shutdown(timeout_millis=timeout_millis)
 
 

@@ -152,9 +152,4 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 def _unbind(meter_provider: Any) -> None:
     """Stop buffering for ``meter_provider``: instrumentations go back to SDK ``record()``."""
-    unbind = getattr(_local_aggregation, "unbind_registry", None)
-    if unbind is not None:
-        unbind(meter_provider)
-        return
-    _local_aggregation._bindings.pop(meter_provider, None)
-    _local_aggregation._bump_generation()
+    _local_aggregation.unbind_registry(meter_provider)
