@@ -147,8 +147,8 @@ class Recorder:
         ValueError: A metric name is already registered with a different spec.
     """
 
-    __slots__ = ("_buffer", "_counters", "_fold", "_gen", "_histograms", "_limit", "_mp",
-                 "_pending", "counters", "histograms")
+    __slots__ = ("_append", "_buffer", "_counters", "_fold", "_gen", "_histograms", "_limit",
+                 "_mp", "_pending", "counters", "histograms")
 
     def __init__(self, histograms: Sequence[HistogramSpec], counters: Sequence[CounterSpec] = (),
                  meter_provider: Any = None) -> None:
@@ -158,6 +158,7 @@ class Recorder:
         self._gen = -1
         self._buffer: EventBuffer | None = None
         self._pending: deque[Event] | None = None
+        self._append: Any = None
         self._limit = 0
         self._fold: Any = None
         self._histograms: list[Any] = []
@@ -178,7 +179,7 @@ class Recorder:
             self._resolve()
         pending = self._pending
         if pending is not None:
-            pending.append((attrs, values, span_context, time_ns))
+            self._append((attrs, values, span_context, time_ns))
             if len(pending) > self._limit:
                 self._fold()
             return
@@ -197,9 +198,10 @@ class Recorder:
         self._buffer = buf  # holds the buffer: its pending events outlive a rebinding
         if buf is not None:
             self._pending, self._limit, self._fold = buf.pending, buf.limit, buf.fold_if_full
+            self._append = buf.pending.append
             self._histograms = self._counters = []
         else:
-            self._pending = self._fold = None
+            self._pending = self._append = self._fold = None
             mp = self._mp if self._mp is not None else metrics_api.get_meter_provider()
             meter = mp.get_meter("otel_rtc", __version__)
             self._histograms = [

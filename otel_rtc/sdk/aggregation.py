@@ -129,20 +129,34 @@ def _fold_column(st: _HistState, bounds: tuple[float, ...], col: list[Any],
 
     Column-wise C-level passes (``sum``, ``min``, ``max``, ``bisect`` through ``map``)
     rather than a Python loop per value. A NaN lands in bucket 0 and is skipped by min
-    and max, as ``<`` comparisons with it are false. Everything is computed before
-    ``st`` changes, so a value that is not a number (``TypeError``) changes nothing.
+    and max, as ``<`` comparisons with it are false. A value that is not a number
+    raises ``TypeError`` before ``st`` changes.
     """
-    vals = [v for v in col if v is not None] if None in col else col
-    if not vals:
-        return
-    total = sum(vals, st.sum)
+    try:
+        total = sum(col, st.sum)
+        vals = col
+    except TypeError:  # a None (no value), rarely: filter, then sum what is left
+        vals = [v for v in col if v is not None]
+        if not vals:
+            return
+        total = sum(vals, st.sum)  # still a TypeError: not a number
     ordered = vals if total == total else [v for v in vals if v == v]  # NaN: not ordered
     mn = min(ordered, default=st.min)
     mx = max(ordered, default=st.max)
-    buckets = Counter(map(bisect_left, repeat(bounds), vals))
     counts = st.counts
-    for i, c in buckets.items():
-        counts[i] += c
+    if total == total:
+        # Totally ordered: every value lies in buckets lo..hi, often one bucket (no
+        # bisect at all) or a few (bisect over just their bounds).
+        lo = bisect_left(bounds, mn)
+        hi = bisect_left(bounds, mx)
+        if lo == hi:
+            counts[lo] += len(vals)
+        else:
+            for i, c in Counter(map(bisect_left, repeat(bounds[lo:hi]), vals)).items():
+                counts[lo + i] += c
+    else:
+        for i, c in Counter(map(bisect_left, repeat(bounds), vals)).items():
+            counts[i] += c
     st.count += len(vals)
     st.sum = total
     if mn < st.min:
