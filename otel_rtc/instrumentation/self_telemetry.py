@@ -77,7 +77,7 @@ def report_error(component: str, exc: BaseException) -> None:
                             for f in traceback.extract_tb(exc.__traceback__))
             _logger.warning("otel_rtc: internal error in %s (%s; message not shown, set %s=true "
                             "to show it); further ones are only counted in "
-                            "otel_rtc.internal.errors\nTraceback (locations only):\n%s",
+                            "otel_rtc.internal.errors\nRaised at (locations only):\n%s",
                             component, etype, ENV_RECORD_EXCEPTION_MESSAGES, where.rstrip())
     except Exception:  # pragma: no cover - last-resort guard
         pass
