@@ -12,7 +12,8 @@ next one. Per message, :class:`MessageHandler` knows three timestamps (epoch ns)
   ``with`` block);
 * **processing finished** ``t_f``: the real end of the handler's work, normal or by
   exception: its return, or, when it returns a generator, an async generator or an
-  awaitable (coroutine, future), the end of that generator or awaitable.
+  awaitable (coroutine, future), the end of that generator or awaitable (in bursts
+  mode: of generator and async generator functions only).
 
 From them: queue wait ``t_s - t_r``, process duration ``t_f - t_s`` and
 receive-to-finish latency ``t_f - t_r``. A clock going backwards cannot make any of
@@ -413,7 +414,9 @@ class MessageHandler:
         elif self._metrics:
             wrapper = _message_wrapper(self._begin, self._end, self._leave, is_async)
         else:
-            wrapper = _bursts_wrapper(self._monitor, self._now, is_async)
+            wrapper = _bursts_wrapper(self._monitor, self._now, is_async,
+                                      inspect.isgeneratorfunction(func)
+                                      or inspect.isasyncgenfunction(func))
         return wrapt.FunctionWrapper(func, wrapper)
 
     # -- per message: entry and exit ---------------------------------------------------
@@ -640,12 +643,14 @@ def _message_wrapper(begin: Callable[[Any], Any], end: Callable[[Any, BaseExcept
     return sync_wrapper
 
 
-def _bursts_wrapper(mon: Any, now: Callable[[], int], is_async: bool) -> Callable[..., Any]:
+def _bursts_wrapper(mon: Any, now: Callable[[], int], is_async: bool, is_generator: bool
+                    ) -> Callable[..., Any]:
     """The wrapper of the bursts mode: the monitor's two calls, nothing else.
 
     That mode's target (a fifth of a no-op wrapt decorator and two clock reads on top
-    of them) leaves no room for per-message state, so its entry and exit are the
-    monitor's ``processing_started`` / ``processing_finished`` called inline.
+    of them) leaves no room for per-message state, nor for a check of every result: a
+    generator or async generator function is known as such here and followed to its
+    end, but a plain function that returns an awaitable ends when it returns.
     """
     started, finished = mon.processing_started, mon.processing_finished
 
@@ -655,20 +660,38 @@ def _bursts_wrapper(mon: Any, now: Callable[[], int], is_async: bool) -> Callabl
         except Exception as e:
             report_error(_COMPONENT, e)
 
+    def start() -> bool:
+        if not mon.enabled:
+            return False
+        try:
+            started(now())
+        except Exception as e:
+            report_error(_COMPONENT, e)
+        return True
+
     if is_async:
         async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not mon.enabled:
+            if not start():
                 return await wrapped(*args, **kwargs)
-            try:
-                started(now())
-            except Exception as e:
-                report_error(_COMPONENT, e)
             try:
                 return await wrapped(*args, **kwargs)
             finally:
                 finish()
 
         return async_wrapper
+
+    if is_generator:
+        def generator_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            if not start():
+                return wrapped(*args, **kwargs)
+            try:
+                gen = wrapped(*args, **kwargs)
+            except BaseException:
+                finish()
+                raise
+            return _end_later(gen, finish)
+
+        return generator_wrapper
 
     def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         if not mon.enabled:
@@ -678,17 +701,12 @@ def _bursts_wrapper(mon: Any, now: Callable[[], int], is_async: bool) -> Callabl
         except Exception as e:
             report_error(_COMPONENT, e)
         try:
-            result = wrapped(*args, **kwargs)
-        except BaseException:
-            finish()
-            raise
-        if type(result) in _IMMEDIATE:
+            return wrapped(*args, **kwargs)
+        finally:
             try:
                 finished(now())
             except Exception as e:
                 report_error(_COMPONENT, e)
-            return result
-        return _end_later(result, finish)
 
     return sync_wrapper
 
