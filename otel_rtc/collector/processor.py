@@ -422,9 +422,12 @@ def _kv(sdk: _Sdk, k: str, v: object) -> Any:
 
 
 def _to_metrics(sdk: _Sdk, groups: DerivedGroups) -> list[Any]:
-    # New KeyValue objects for every point: rotel_sdk stores them by reference, so a
-    # shared one mutated in place by a later processor would change every point that
-    # holds it.
+    """``rotel_sdk`` gauges of ``groups``: one data point object and one setter per field.
+
+    New KeyValue objects for every point: a KeyValue handed to one point cannot be handed
+    to another (the agent moves its contents on conversion and panics on the second use;
+    tried), so the only saving left is the typed one-call constructors.
+    """
     by_type = sdk.kv_by_type
     out = []
     ndp, as_double = sdk.NumberDataPoint, sdk.NumberDataPointValue.AsDouble

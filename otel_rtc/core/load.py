@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from otel_rtc.core import names
 from otel_rtc.core.clock import Clock, wall_clock_ns
@@ -192,35 +193,56 @@ def room_loads(rows: Iterable[LoadRow], config: TrafficLoadConfig) -> dict[str, 
         rows: The mean rate of each traffic series over its reading's span.
         config: Top-N and weights.
     """
-    per: dict[str, dict[str, dict[StreamKey, float]]] = {}
-    spans: dict[str, list[int]] = {}
+    k = config.top_n
+    # room -> [rate per stream, participant ids, start, end, per-participant streams]
+    rooms: dict[str, list[Any]] = {}
     for (room, pid, direction, media, unit), rate, t0, t1 in rows:
-        streams = per.setdefault(room, {}).setdefault(pid, {})
-        k = (direction, media, unit)
-        streams[k] = streams.get(k, 0.0) + rate
-        sp = spans.get(room)
-        if sp is None:
-            spans[room] = [t0, t1]
+        r = rooms.get(room)
+        if r is None:
+            r = rooms[room] = [{}, set(), t0, t1, {}]
         else:
-            if t0 < sp[0]:
-                sp[0] = t0
-            if t1 > sp[1]:
-                sp[1] = t1
-    return {room: _room(room, parts, config, *spans[room]) for room, parts in per.items()}
+            if t0 < r[2]:
+                r[2] = t0
+            if t1 > r[3]:
+                r[3] = t1
+        key = (direction, media, unit)
+        streams = r[0]
+        streams[key] = streams.get(key, 0.0) + rate
+        if pid:
+            r[1].add(pid)
+        if k:
+            ps = r[4].get(pid)
+            if ps is None:
+                ps = r[4][pid] = {}
+            ps[key] = ps.get(key, 0.0) + rate
+    out = {}
+    score = config.weights.score
+    for room, (streams, pids, t0, t1, parts) in rooms.items():
+        b, p = _split(streams)
+        if k:
+            out[room] = _room_with_top(room, streams, parts, len(pids), config, t0, t1)
+        else:
+            out[room] = RoomLoad(room, streams, b, p, score(streams), len(pids), (),
+                                 _NO_OTHERS, t0, t1)
+    return out
 
 
-def _room(room: str, parts: dict[str, dict[StreamKey, float]], config: TrafficLoadConfig,
-          t0: int, t1: int) -> RoomLoad:
+_NO_OTHERS = ParticipantLoad(OTHERS, {}, 0.0, 0.0, 0.0, 0.0, 0)
+
+
+def _room_with_top(room: str, streams: dict[StreamKey, float],
+                   parts: dict[str, dict[StreamKey, float]], named: int,
+                   config: TrafficLoadConfig, t0: int, t1: int) -> RoomLoad:
+    """A room's load with its ``top_n`` heaviest participants and the rest as ``_other``."""
     w = config.weights
     scored = [(w.score(s), pid, s) for pid, s in parts.items()]
     # Heaviest first; ties broken by id so the output is deterministic.
     scored.sort(key=lambda x: (-x[0], x[1]))
     room_score = sum(x[0] for x in scored)
-    named = sum(1 for x in scored if x[1] != "")
-    k = config.top_n
     # Traffic without a participant id (per-room series) is never listed, only summed.
-    top_src = [x for x in scored if x[1] != ""][:k]
-    rest = [x for x in scored if x[1] == "" or x not in top_src] if k else []
+    top_src = [x for x in scored if x[1] != ""][:config.top_n]
+    listed = {x[1] for x in top_src}
+    rest = [x for x in scored if x[1] not in listed]
 
     def load(pid: str, s: dict[StreamKey, float], score: float, count: int
              ) -> ParticipantLoad:
@@ -234,10 +256,9 @@ def _room(room: str, parts: dict[str, dict[StreamKey, float]], config: TrafficLo
         others = load(OTHERS, _sum_streams([s for _, _, s in rest]),
                       sum(sc for sc, _, _ in rest), sum(1 for x in rest if x[1] != ""))
     else:
-        others = ParticipantLoad(OTHERS, {}, 0.0, 0.0, 0.0, 0.0, 0)
-    all_streams = _sum_streams([s for _, _, s in scored])
-    b, p = _split(all_streams)
-    return RoomLoad(room, all_streams, b, p, room_score, named, top, others, t0, t1)
+        others = _NO_OTHERS
+    b, p = _split(streams)
+    return RoomLoad(room, streams, b, p, room_score, named, top, others, t0, t1)
 
 
 class TrafficLoadCalculator:
