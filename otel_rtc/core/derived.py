@@ -386,12 +386,6 @@ class _NameFilter:
                 and not name.startswith(LOAD_PREFIX) and name not in (ANOMALIES, SERIES))
 
 
-def is_derived_name(name: str) -> bool:
-    """Whether ``name`` is one of otel_rtc's derived metrics (never derived again)."""
-    return (name.endswith((RATE_SUFFIX, PEAK_SUFFIX)) or name.startswith(LOAD_PREFIX)
-            or name in (ANOMALIES, SERIES))
-
-
 # -- configuration from the environment -----------------------------------------------
 
 @dataclass(frozen=True)
