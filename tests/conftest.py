@@ -18,6 +18,12 @@ from tests._otlp_receiver import OtlpReceiver
 ROTEL_BINARY = find_rotel()
 requires_rotel = pytest.mark.skipif(ROTEL_BINARY is None, reason="rotel-agent not installed")
 
+ROOT = Path(__file__).resolve().parents[1]
+OTELCOL_RTC = ROOT / "build" / "otelcol" / "otelcol-rtc"
+"""The OpenTelemetry Collector built from otelcol-rtc/ (scripts/build_otelcol.sh)."""
+JAEGER = ROOT / "build" / "otelcol" / "jaeger"
+"""Jaeger v2 built from its Go module (scripts/build_otelcol.sh)."""
+
 REQUIRE_REAL = "OTEL_RTC_REQUIRE_REAL_COMPONENTS"
 """Set by ``./test.sh`` (and so by CI): the real components that some tests skip without
 must be there, so the README's test command can never pass by skipping them."""
@@ -36,6 +42,9 @@ def pytest_configure(config: pytest.Config) -> None:
     bin_dir = Path(sys.executable).parent
     if not (bin_dir / "opentelemetry-instrument").exists():
         missing.append("opentelemetry-instrument (pip: opentelemetry-instrumentation)")
+    for binary in (OTELCOL_RTC, JAEGER):
+        if not os.access(binary, os.X_OK):
+            missing.append(f"{binary.relative_to(ROOT)} (scripts/build_otelcol.sh builds it)")
     if missing:
         pytest.exit(f"{REQUIRE_REAL}=1 but missing: {'; '.join(missing)}. "
                     "scripts/bootstrap.sh installs them.", returncode=4)
