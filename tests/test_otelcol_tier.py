@@ -24,7 +24,6 @@ import math
 import threading
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,7 +90,8 @@ class SyntheticTraffic:
 
 
 def _series_key(labels: dict[str, str]) -> tuple:
-    return tuple(sorted((k, v) for k, v in labels.items() if k not in ("job", "instance") and not k.startswith("otel_scope_")))
+    return tuple(sorted((k, v) for k, v in labels.items()
+                        if k not in ("job", "instance") and not k.startswith("otel_scope_")))
 
 
 def _synth_samples(text: str, name: str) -> dict[tuple, float]:
@@ -392,6 +392,6 @@ def test_latency_exemplars_name_traces_jaeger_returns(tier):
     trace_ids = {e["labels"]["trace_id"] for series in data for e in series["exemplars"]
                  if _outside_outage(tier, float(e["timestamp"]))}
     assert trace_ids, data
-    ids, spans = _jaeger_spans(tier, "tier-app")
+    _, spans = _jaeger_spans(tier, "tier-app")
     in_jaeger = {s["traceID"] for s in spans}
     assert trace_ids <= in_jaeger, trace_ids - in_jaeger

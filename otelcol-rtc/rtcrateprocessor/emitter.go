@@ -44,11 +44,10 @@ func (e *emitter) points(name, unit, desc string, sum bool) pmetric.NumberDataPo
 	return dps
 }
 
-// gauge appends one point carrying the source attributes plus one of its own.
-func (e *emitter) gauge(name, unit, desc string, attrs pcommon.Map, k, v string, start, t int64, value float64) {
+// gauge appends one point with the given attributes (built once per series).
+func (e *emitter) gauge(name, unit, desc string, attrs pcommon.Map, start, t int64, value float64) {
 	dp := e.points(name, unit, desc, false).AppendEmpty()
 	attrs.CopyTo(dp.Attributes())
-	dp.Attributes().PutStr(k, v)
 	dp.SetStartTimestamp(pcommon.Timestamp(start))
 	dp.SetTimestamp(pcommon.Timestamp(t))
 	dp.SetDoubleValue(value)

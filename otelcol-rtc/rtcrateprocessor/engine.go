@@ -406,6 +406,8 @@ func (e *Engine[K, T]) Read(now int64, keys []K, out []Reading[K, T]) []Reading[
 		keys = e.order
 	}
 	removed := false
+	// One backing array for the peaks of every reading of this call.
+	var peakBuf []float64
 	for _, key := range keys {
 		s := e.series[key]
 		if s == nil {
@@ -413,7 +415,11 @@ func (e *Engine[K, T]) Read(now int64, keys []K, out []Reading[K, T]) []Reading[
 		}
 		switch {
 		case s.has:
-			peaks := make([]float64, len(s.pk))
+			if len(peakBuf) < len(s.pk) {
+				peakBuf = make([]float64, len(s.pk)*64)
+			}
+			peaks := peakBuf[:len(s.pk):len(s.pk)]
+			peakBuf = peakBuf[len(s.pk):]
 			for i, p := range s.pk {
 				peaks[i] = math.NaN()
 				if p >= 0 {
@@ -457,6 +463,9 @@ func (e *Engine[K, T]) Read(now int64, keys []K, out []Reading[K, T]) []Reading[
 }
 
 func (e *Engine[K, T]) windows(s *series[T], now int64) []Window {
+	if len(e.windowsN) == 0 {
+		return nil
+	}
 	res := make([]Window, len(e.windowsN))
 	if len(s.buckets) == 0 {
 		return res

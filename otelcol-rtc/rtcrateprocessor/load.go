@@ -68,37 +68,97 @@ func (w LoadWeights) score(s map[streamKey]float64) float64 {
 	return total
 }
 
-// roomLoads is the load of every room of one emission's readings.
-func roomLoads(rows []loadRow, topN int, w LoadWeights) map[string]*roomLoad {
-	per := map[string]map[string]map[streamKey]float64{}
-	out := map[string]*roomLoad{}
-	for _, r := range rows {
-		parts := per[r.room]
-		if parts == nil {
-			parts = map[string]map[streamKey]float64{}
-			per[r.room] = parts
-			out[r.room] = &roomLoad{byStream: map[streamKey]float64{}, start: r.start, time: r.time}
-		}
-		s := parts[r.participant]
-		if s == nil {
-			s = map[streamKey]float64{}
-			parts[r.participant] = s
-		}
-		s[r.stream] += r.rate
-		rl := out[r.room]
-		rl.byStream[r.stream] += r.rate
-		rl.start = min(rl.start, r.start)
-		rl.time = max(rl.time, r.time)
+// streamIndex maps a stream to its slot in a [12]float64 (direction x media x unit).
+func streamIndex(k streamKey) int {
+	i := 0
+	if k.direction == "down" {
+		i = 6
 	}
-	for room, parts := range per {
-		rl := out[room]
-		scored := make([]participantLoad, 0, len(parts))
+	switch k.media {
+	case "video":
+		i += 2
+	case "data":
+		i += 4
+	}
+	if k.unit == "packets" {
+		i++
+	}
+	return i
+}
+
+var streamKeys = func() [12]streamKey {
+	var out [12]streamKey
+	for _, d := range []string{"up", "down"} {
+		for _, m := range []string{"audio", "video", "data"} {
+			for _, u := range []string{"bytes", "packets"} {
+				k := streamKey{d, m, u}
+				out[streamIndex(k)] = k
+			}
+		}
+	}
+	return out
+}()
+
+// factors are the score weights of the 12 stream slots.
+func (w LoadWeights) factors() [12]float64 {
+	var f [12]float64
+	for i, k := range streamKeys {
+		f[i] = w.score(map[streamKey]float64{k: 1})
+	}
+	return f
+}
+
+// roomLoads is the load of every room of one emission's readings. rows is reordered.
+func roomLoads(rows []loadRow, topN int, w LoadWeights) map[string]*roomLoad {
+	f := w.factors()
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].room != rows[j].room {
+			return rows[i].room < rows[j].room
+		}
+		return rows[i].participant < rows[j].participant
+	})
+	out := map[string]*roomLoad{}
+	var scored []participantLoad
+	for lo := 0; lo < len(rows); {
+		room := rows[lo].room
+		hi := lo
+		var streams [12]float64
+		var present [12]bool
+		rl := &roomLoad{start: rows[lo].start, time: rows[lo].time}
+		scored = scored[:0]
 		named := 0
-		for id, s := range parts {
-			scored = append(scored, participantLoad{id: id, score: w.score(s), count: 1})
-			if id != "" {
+		for hi < len(rows) && rows[hi].room == room {
+			pid := rows[hi].participant
+			score := 0.0
+			for ; hi < len(rows) && rows[hi].room == room && rows[hi].participant == pid; hi++ {
+				r := &rows[hi]
+				i := streamIndex(r.stream)
+				streams[i] += r.rate
+				present[i] = true
+				score += f[i] * r.rate
+				rl.start = min(rl.start, r.start)
+				rl.time = max(rl.time, r.time)
+			}
+			scored = append(scored, participantLoad{id: pid, score: score, count: 1})
+			if pid != "" {
 				named++
 			}
+		}
+		lo = hi
+		rl.byStream = make(map[streamKey]float64, 4)
+		for i, ok := range present {
+			if ok {
+				rl.byStream[streamKeys[i]] = streams[i]
+			}
+		}
+		for _, p := range scored {
+			rl.score += p.score
+		}
+		rl.participants = named
+		rl.others = participantLoad{id: others}
+		out[room] = rl
+		if topN == 0 {
+			continue
 		}
 		// Heaviest first; ties broken by id so the output is deterministic.
 		sort.Slice(scored, func(i, j int) bool {
@@ -107,10 +167,6 @@ func roomLoads(rows []loadRow, topN int, w LoadWeights) map[string]*roomLoad {
 			}
 			return scored[i].id < scored[j].id
 		})
-		for _, p := range scored {
-			rl.score += p.score
-		}
-		rl.participants = named
 		share := func(score float64, count int) float64 {
 			// An idle room (score 0) is split evenly so that shares still sum to 1.
 			sh := float64(count) / float64(max(named, 1))
@@ -118,10 +174,6 @@ func roomLoads(rows []loadRow, topN int, w LoadWeights) map[string]*roomLoad {
 				sh = score / rl.score
 			}
 			return math.Min(1, math.Max(0, sh))
-		}
-		rl.others = participantLoad{id: others}
-		if topN == 0 {
-			continue
 		}
 		// Traffic without a participant id (per-room series) is never listed, only summed.
 		rest := false

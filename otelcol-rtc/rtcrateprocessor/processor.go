@@ -50,10 +50,12 @@ type seriesKey struct {
 
 // meta is what the derived points of one series need, built on its first point.
 type meta struct {
-	name, unit, desc string
-	attrs            pcommon.Map // the source point's attributes
-	rates            bool        // emit .rate / .rate.peak
-	load             *loadRow    // room, participant, stream of a traffic series
+	rateName, peakName, unit, rateDesc, peakDesc string
+	spanAttrs                                    pcommon.Map   // source attributes + window="span"
+	peakAttrs                                    []pcommon.Map // + subwindow, per peak
+	windowAttrs                                  []pcommon.Map // + window, per opt-in window
+	rates                                        bool          // emit .rate / .rate.peak
+	load                                         *loadRow      // room, participant, stream
 }
 
 // resourceState is kept per resource (a collector derives per resource: its series
@@ -288,16 +290,32 @@ func (p *rateProcessor) observe(res *resourceState, m pmetric.Metric, hist, rate
 }
 
 func (p *rateProcessor) newMeta(m pmetric.Metric, hist, rates, load bool, attrs pcommon.Map) *meta {
-	t := &meta{name: m.Name(), unit: rateUnit(m.Unit(), hist), rates: rates}
+	name := m.Name()
+	t := &meta{rates: rates}
 	if load && !hist {
-		t.load = trafficOf(m.Name(), attrs)
+		t.load = trafficOf(name, attrs)
 		if t.load == nil && !rates {
 			return nil
 		}
 	}
 	if rates {
-		t.attrs = pcommon.NewMap()
-		attrs.CopyTo(t.attrs)
+		t.rateName, t.peakName, t.unit = name+rateSuffix, name+peakSuffix, rateUnit(m.Unit(), hist)
+		t.rateDesc = "Rate of " + name + ": mean over the data since the previous reading."
+		t.peakDesc = "Peak rate of " + name + " over short sub-windows, from real samples."
+		with := func(k, v string) pcommon.Map {
+			a := pcommon.NewMap()
+			a.EnsureCapacity(attrs.Len() + 1)
+			attrs.CopyTo(a)
+			a.PutStr(k, v)
+			return a
+		}
+		t.spanAttrs = with(attrWindow, "span")
+		for _, l := range p.peaks {
+			t.peakAttrs = append(t.peakAttrs, with(attrSubwindow, l))
+		}
+		for _, l := range p.wins {
+			t.windowAttrs = append(t.windowAttrs, with(attrWindow, l))
+		}
 	}
 	return t
 }
@@ -348,17 +366,15 @@ func (p *rateProcessor) emitProblems(rm pmetric.ResourceMetrics, res *resourceSt
 		r := &readings[i]
 		t := r.Tag
 		if t.rates {
-			em.gauge(t.name+rateSuffix, t.unit, "Rate of "+t.name+": mean over the data since the previous reading.",
-				t.attrs, attrWindow, "span", r.Start, r.Time, r.Mean)
+			em.gauge(t.rateName, t.unit, t.rateDesc, t.spanAttrs, r.Start, r.Time, r.Mean)
 			for j, w := range r.Windows {
 				if w.Ok {
-					em.gauge(t.name+rateSuffix, t.unit, "", t.attrs, attrWindow, p.wins[j], w.Start, w.Time, w.Rate)
+					em.gauge(t.rateName, t.unit, t.rateDesc, t.windowAttrs[j], w.Start, w.Time, w.Rate)
 				}
 			}
 			for j, pk := range r.Peaks {
 				if pk == pk { // not NaN: a run counted
-					em.gauge(t.name+peakSuffix, t.unit, "Peak rate of "+t.name+" over short sub-windows, from real samples.",
-						t.attrs, attrSubwindow, p.peaks[j], r.Start, r.Time, pk)
+					em.gauge(t.peakName, t.unit, t.peakDesc, t.peakAttrs[j], r.Start, r.Time, pk)
 				}
 			}
 		}
