@@ -264,3 +264,26 @@ def test_rotel_config_starts_through_the_shipped_script_and_receives_otlp(tmp_pa
         processor = ROOT / "otel_rtc" / "collector" / "processor.py"
         if processor.exists():
             assert "not found; running without it" not in out
+
+
+def test_native_processor_spells_the_python_names():
+    """otelcol-rtc's rtcrate (Go) emits the names the Python processors and dashboards use."""
+    from otel_rtc.core import derived, names
+
+    src = "\n".join(p.read_text() for p in (ROOT / "otelcol-rtc" / "rtcrateprocessor").glob(
+        "*.go") if not p.name.endswith("_test.go"))
+    consts = dict(re.findall(r'^\s*(\w+)\s*=\s*"([^"]*)"', src, re.MULTILINE))
+    from otel_rtc.collector.processor import COMPONENT, SCOPE_NAME
+
+    want = {"scopeName": SCOPE_NAME, "componentName": COMPONENT,
+            "inProcessScope": names.RATES_SCOPE, "metricBytes": names.TRAFFIC_BYTES,
+            "metricPackets": names.TRAFFIC_PACKETS,
+            "rateSuffix": derived.RATE_SUFFIX, "peakSuffix": derived.PEAK_SUFFIX,
+            "loadPrefix": names.LOAD_PREFIX, "metricDropped": names.TELEMETRY_DROPPED,
+            "metricAnomalies": derived.ANOMALIES, "attrWindow": names.ATTR_RATE_WINDOW,
+            "attrSubwindow": names.ATTR_RATE_SUBWINDOW, "attrComponent": names.ATTR_COMPONENT,
+            "attrDropReason": names.ATTR_DROP_REASON, "attrAnomaly": derived.ATTR_ANOMALY,
+            "attrRoom": names.ATTR_ROOM, "attrParticipant": names.ATTR_PARTICIPANT,
+            "attrDirection": names.ATTR_DIRECTION, "attrMedia": names.ATTR_MEDIA_KIND,
+            "others": names.OTHER}
+    assert {k: consts.get(k) for k in want} == want

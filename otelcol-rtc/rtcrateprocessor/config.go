@@ -40,7 +40,7 @@ type Config struct {
 type LoadConfig struct {
 	Enabled bool `mapstructure:"enabled"`
 	// TopN participants are listed per room with their score and share; the rest form
-	// `_others`. 0 (default): room rates, score and participant count only.
+	// `_other`. 0 (default): room rates, score and participant count only.
 	TopN    int         `mapstructure:"top_n"`
 	Weights LoadWeights `mapstructure:"weights"`
 }

@@ -13,9 +13,10 @@ import (
 //
 // per participant, from the readings of that emission; the room's score is the sum.
 // Opt-in (top_n > 0): the top-N named participants' scores and shares, everyone else
-// (and traffic without a participant id) as `_others`.
+// (and traffic without a participant id) as `_other`.
 
-const others = "_others"
+// others is the participant id of the top-N rest (otel_rtc.core.names.OTHER).
+const others = "_other"
 
 type streamKey struct {
 	direction, media, unit string
