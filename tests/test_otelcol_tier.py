@@ -44,8 +44,8 @@ pytestmark = [pytest.mark.otelcol, pytest.mark.prometheus]
 
 SYNTH_ROOMS = ("synth-a", "synth-b")
 SYNTH_PARTICIPANTS = ("p1", "p2", "p3")
-EXAMPLES_S = 14.0  # real-time run of the examples
-STOP_AT_S = 8.0  # when gateway 2 is stopped
+EXAMPLES_S = 18.0  # real-time run of the examples
+STOP_AT_S = 9.0  # when gateway 2 is stopped
 REROUTE_AFTER_S = 3.0  # gateway 2 down but still in the agent's pool: exports to it fail
 AFTER_MOVE_S = 8.0  # the moved streams run on gateway 1
 
