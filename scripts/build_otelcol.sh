@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/otelcol
 mkdir -p "$out"
+# Go's default install location, for shells whose PATH lacks it.
+export PATH="$PATH:/usr/local/go/bin"
 if ! command -v go >/dev/null 2>&1; then
   echo "go not found: otelcol-rtc and Jaeger need Go (>= 1.26)" >&2
   exit 1
