@@ -55,6 +55,7 @@ func (e *emitter) gauge(name, unit, desc string, attrs pcommon.Map, start, t int
 
 func (e *emitter) plain(name, unit, desc string, start, t int64, value float64, kv ...string) {
 	dp := e.points(name, unit, desc, false).AppendEmpty()
+	dp.Attributes().EnsureCapacity(len(kv) / 2)
 	for i := 0; i+1 < len(kv); i += 2 {
 		dp.Attributes().PutStr(kv[i], kv[i+1])
 	}

@@ -2,7 +2,9 @@ package rtcrateprocessor
 
 import (
 	"math"
+	"slices"
 	"sort"
+	"strings"
 )
 
 // The per-room traffic load of one emission, as otel_rtc's Python core computes it
@@ -112,11 +114,11 @@ func (w LoadWeights) factors() [12]float64 {
 // roomLoads is the load of every room of one emission's readings. rows is reordered.
 func roomLoads(rows []loadRow, topN int, w LoadWeights) map[string]*roomLoad {
 	f := w.factors()
-	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].room != rows[j].room {
-			return rows[i].room < rows[j].room
+	slices.SortFunc(rows, func(a, b loadRow) int {
+		if c := strings.Compare(a.room, b.room); c != 0 {
+			return c
 		}
-		return rows[i].participant < rows[j].participant
+		return strings.Compare(a.participant, b.participant)
 	})
 	out := map[string]*roomLoad{}
 	var scored []participantLoad
