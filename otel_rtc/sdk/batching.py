@@ -141,7 +141,10 @@ class _BatchQueue:
             closing = self._closed
             with self._cond:
                 asked = self._flush_asked
-            self._drain()
+            # What is queued now, not what arrives meanwhile: with a slow exporter the
+            # application refills the queue as fast as it drains, and the worker must
+            # come back to log the drops. Closing, nothing arrives: drain it all.
+            self._drain(None if closing else len(self._queue))
             with self._cond:
                 self._flush_done = max(self._flush_done, asked)
                 self._cond.notify_all()
@@ -149,17 +152,19 @@ class _BatchQueue:
             if closing:
                 return
 
-    def _drain(self) -> None:
+    def _drain(self, limit: int | None) -> None:
         # Exports must not be traced themselves (an HTTP client instrumentation would make
         # spans about sending spans): the context key every instrumentation checks, as the
         # SDK's own batch processor sets it.
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            while True:
+            while limit is None or limit > 0:
                 with self._cond:
                     if self._abandoned or not self._queue:
                         return
                     n = min(self._max_batch, len(self._queue))
+                    if limit is not None:
+                        limit -= n
                     batch = [self._queue.popleft() for _ in range(n)]
                     self._in_flight, self._in_flight_counted = n, False
                 try:
