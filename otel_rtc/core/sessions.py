@@ -117,7 +117,7 @@ class Session:
     def refs(self) -> dict[str, int]:
         """``{source: connections held}``."""
         out: dict[str, int] = {}
-        for source, _ in self.conns:
+        for source, _ in list(self.conns):  # a copy: joins may run in other threads
             out[source] = out.get(source, 0) + 1
         return out
 
