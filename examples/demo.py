@@ -3,8 +3,9 @@
 Run it with ``./demo.sh`` (or ``python -m examples.demo``). It
 
 1. calls :func:`otel_rtc.configure` — OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set,
-   otherwise the embedded default: newline-delimited OTLP JSON files in
-   ``./telemetry-out`` (``--output-dir``);
+   otherwise the embedded default: newline-delimited OTLP JSON files in a fresh folder
+   per run, ``./telemetry-out/demo-<UTC time>`` (``--output-dir`` for another parent
+   folder; ``--append`` appends to the files directly in it instead);
 2. runs the example UDP message server (``examples/message_server.py``) for about
    20 s (``--duration``): a client sends bursts of messages, the server's tiny receive
    buffer drops some, the client resends after a timeout;
@@ -16,7 +17,13 @@ Run it with ``./demo.sh`` (or ``python -m examples.demo``). It
    mean rates over each export's span, 1 s peaks, and the per-room traffic load, with
    its opt-in top-N participants switched on (``OTEL_RTC_LOAD_TOP_N``, default 5
    here; ``--no-sfu`` skips the SFU);
-5. prints a final summary and where the telemetry was written, with how to open it.
+5. prints a final summary (``examples/demo_summary.py``): latency percentiles of first
+   attempts and retries side by side, the last burst frame's stats line as logged,
+   subscription timings by attempt kind, the busiest stream's true rate and 1 s peak
+   next to the naive rate, the top rooms by traffic load, drops by where they happened,
+   and a legend line for every counter;
+6. writes the HTML report of the run (``otel-rtc report``; needs the ``report`` extra)
+   and prints absolute paths to it and to the telemetry files.
 """
 
 from __future__ import annotations
@@ -29,10 +36,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from examples import demo_summary
+from otel_rtc.report import data as report_data
 from otel_rtc import Telemetry, configure
+
+SERVER = {"buffer_size": 8, "resend_timeout_ms": 50.0, "max_attempts": 5}
+"""The message server's settings, passed explicitly so that the legend states them."""
 
 BAR_WIDTH = 30
 REFRESH_S = 1.0
@@ -189,16 +202,17 @@ def _telemetry_report(h: Telemetry) -> list[str]:
         lines = ["Telemetry written as OTLP JSON lines (one export per line):"]
         for signal, path in h.paths.items():
             size = path.stat().st_size if path.exists() else 0
-            lines.append(f"  {signal:8s} {path}  ({size:,} bytes)")
-        metrics_path = _rel(h.paths["metrics"])
+            lines.append(f"  {signal:8s} {path.resolve()}  ({size:,} bytes)")
+        metrics_path = h.paths["metrics"].resolve()
+        out_dir = h.output_dir.resolve() if h.output_dir else metrics_path.parent
         lines += [
             "Open it:",
             f"  head -c 400 {metrics_path}; echo",
             f"  python -m json.tool --json-lines {metrics_path} | less",
             f"  grep -o '\"name\":\"[a-z_.]*\"' {metrics_path} | sort -u",
             "Ingest it into any OpenTelemetry Collector with the otlpjsonfile receiver:",
-            f"  receivers: {{otlpjsonfile: {{include: [\"{h.output_dir}/*.jsonl\"]}}}}",
-            "See docs/getting-started.md.",
+            f"  receivers: {{otlpjsonfile: {{include: [\"{out_dir}/*.jsonl\"]}}}}",
+            f"See {DOCS / 'getting-started.md'}.",
         ]
         return lines
     if h.mode == "otlp":
@@ -207,11 +221,56 @@ def _telemetry_report(h: Telemetry) -> list[str]:
     return ["Telemetry is disabled (OTEL_SDK_DISABLED=true): nothing was exported."]
 
 
-def _rel(path: Path) -> str:
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _run_dir(base: Path, append: bool) -> Path:
+    """The folder this run writes to: a fresh ``demo-<UTC time>`` one unless ``append``."""
+    if append:
+        return base.resolve()
+    stamp = datetime.now(timezone.utc).strftime("demo-%Y%m%d-%H%M%S")
+    run = base / stamp
+    n = 1
+    while run.exists():  # two runs in the same second
+        n += 1
+        run = base / f"{stamp}-{n}"
+    return run.resolve()
+
+
+def _final_summary(args: argparse.Namespace, h: Telemetry, stats: Any,
+                   started_ns: int) -> list[str]:
+    lines = ["", f"Summary ({args.duration:g} s of load"
+                 + ("" if args.no_sfu else f"; simulated SFU {args.sfu_seconds:g} s beside it")
+                 + ")"]
+    if stats is not None:
+        lines += demo_summary.message_lines(stats)
+    data = None
+    why = {"otlp": "exported over OTLP: see your backend",
+           "disabled": "telemetry is disabled"}.get(h.mode, "")
+    if h.mode == "file" and h.output_dir is not None:
+        try:
+            data = report_data.load(h.output_dir, since_ns=started_ns)
+        except report_data.ReportError as exc:
+            why = f"cannot read the telemetry files: {exc}"
+    lines += demo_summary.telemetry_lines(
+        data, why_missing=why, run_s=args.sfu_seconds, export_s=args.export_interval,
+        sfu=not args.no_sfu)
+    lines += demo_summary.legend_lines(SERVER["resend_timeout_ms"], SERVER["max_attempts"],
+                                       SERVER["buffer_size"])
+    return lines
+
+
+def _write_report(h: Telemetry) -> str:
+    if h.mode != "file" or h.output_dir is None:
+        return "Report: none (the report reads the files of the embedded default)."
+    from otel_rtc.report import ReportError, write_report
+
     try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+        path = write_report(h.output_dir)
+    except ReportError as exc:
+        return f"Report: not written: {exc}"
+    return (f"Report: {path}\n  (one self-contained page: open it in a browser, offline; "
+            f"rebuild it with: otel-rtc report {h.output_dir.resolve()})")
 
 
 def _run_server(args: argparse.Namespace, h: Telemetry, live: LiveSummary) -> Any:
@@ -219,7 +278,7 @@ def _run_server(args: argparse.Namespace, h: Telemetry, live: LiveSummary) -> An
 
     return asyncio.run(message_server.run(
         args.duration, seed=args.seed, progress=live.update,
-        tracer_provider=h.tracer_provider, meter_provider=h.meter_provider,
+        tracer_provider=h.tracer_provider, meter_provider=h.meter_provider, **SERVER,
     ))
 
 
@@ -259,8 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=20.0,
                     help="seconds of load on the message server (default 20, max 600)")
     ap.add_argument("--output-dir", default=None,
-                    help="where the OTLP JSON files go when no endpoint is set "
-                         "(default: $OTEL_RTC_OUTPUT_DIR or ./telemetry-out)")
+                    help="parent folder of each run's fresh folder of OTLP JSON files when "
+                         "no endpoint is set (default: $OTEL_RTC_OUTPUT_DIR or "
+                         "./telemetry-out)")
+    ap.add_argument("--append", action="store_true",
+                    help="append to the files directly in the --output-dir folder instead "
+                         "of writing a fresh folder (the report then covers every run)")
     ap.add_argument("--seed", type=int, default=0, help="random seed of the load")
     ap.add_argument("--sfu-seconds", type=float, default=None,
                     help="seconds the simulated SFU runs, in real time, beside the "
@@ -268,8 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-sfu", action="store_true", help="skip the simulated SFU")
     ap.add_argument("--export-interval", type=float, default=5.0,
                     help="seconds between metric exports (default 5)")
-    ap.add_argument("--fresh", action="store_true",
-                    help="delete earlier demo files in the output directory first")
     args = ap.parse_args(argv)
     if not 0 < args.duration <= 600:
         ap.error("--duration must be in (0, 600]")
@@ -280,18 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.export_interval <= 60:
         ap.error("--export-interval must be in (0, 60]")
 
-    if args.fresh and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        out_dir = Path(args.output_dir or os.environ.get("OTEL_RTC_OUTPUT_DIR")
-                       or "telemetry-out")
-        for name in ("traces.jsonl", "metrics.jsonl", "logs.jsonl"):
-            (out_dir / name).unlink(missing_ok=True)
-
     # The top-N participants' load score and share are opt-in; the demo shows them.
     os.environ.setdefault("OTEL_RTC_LOAD_TOP_N", "5")
+    base = Path(args.output_dir or os.environ.get("OTEL_RTC_OUTPUT_DIR") or "telemetry-out")
+    started_ns = time.time_ns()
     h = configure(service_name=os.environ.get("OTEL_SERVICE_NAME") or "otel-rtc-demo",
-                  output_dir=args.output_dir, export_interval_s=args.export_interval,
-                  bursts=True)
-    where = (f"files in {h.output_dir}" if h.mode == "file"
+                  output_dir=_run_dir(base, args.append),
+                  export_interval_s=args.export_interval, bursts=True)
+    where = (f"files in {h.output_dir.resolve() if h.output_dir else '?'}"
+             + (" (appending)" if args.append else "") if h.mode == "file"
              else f"OTLP {h.protocol}" if h.mode == "otlp" else "nowhere (disabled)")
     print(f"otel_rtc demo: message server under bursty load for {args.duration:g} s; "
           f"telemetry -> {where}", flush=True)
@@ -326,15 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         h.shutdown(timeout_s=10.0)
 
-    print()
-    print("Final summary")
-    if live.latest is not None:
-        for line in summary_lines(live.latest, args.duration, args.duration)[1:]:
-            print(line)
-        print(f"  messages: sent {_int(live.latest, 'sent')}, received "
-              f"{_int(live.latest, 'received')}, processed {_int(live.latest, 'processed')}")
+    for line in _final_summary(args, h, live.latest, started_ns):
+        print(line)
     for line in _telemetry_report(h):
         print(line)
+    print(_write_report(h), flush=True)
     return status
 
 

@@ -100,6 +100,10 @@ class ServerStats:
         queue_wait: Percentiles of received → processing started.
         processing: Percentiles of processing started → finished.
         receive_to_finish: Percentiles of received → finished.
+        by_attempt: Filled in the final stats only: per attempt kind (``"first"``,
+            ``"retry"``), per latency (``"queue_wait"``, ``"processing"``,
+            ``"receive_to_finish"``), the percentiles plus ``"mean"`` (seconds) and
+            ``"n"`` (messages).
         bursts: Bursts completed (the buffer found empty after processing).
         max_burst_duration_s: Longest burst so far: the worst-case latency bound.
         frame: The latest burst frame with bursts in it (the ``logMessageBurstStats``
@@ -119,6 +123,7 @@ class ServerStats:
     queue_wait: dict[str, float] = field(default_factory=dict)
     processing: dict[str, float] = field(default_factory=dict)
     receive_to_finish: dict[str, float] = field(default_factory=dict)
+    by_attempt: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     bursts: int = 0
     max_burst_duration_s: float | None = None
     frame: FrameStats | None = None
@@ -133,6 +138,14 @@ def _percentiles(samples: deque[int]) -> dict[str, float]:
     n = len(ordered)
     return {name: ordered[min(n - 1, max(0, int(q * n + 0.5) - 1))] / 1e9
             for name, q in _PERCENTILES}
+
+
+def _summary(samples: list[int]) -> dict[str, float]:
+    """Percentiles, mean (seconds) and count ``n`` of nanosecond samples."""
+    if not samples:
+        return {}
+    return {**_percentiles(deque(samples)), "mean": sum(samples) / len(samples) / 1e9,
+            "n": float(len(samples))}
 
 
 # -- the wire format: JSON, payload opaque to the telemetry ---------------------------------
@@ -208,6 +221,8 @@ class _Server:
         self.queue_wait: deque[int] = deque(maxlen=_SAMPLES)
         self.processing: deque[int] = deque(maxlen=_SAMPLES)
         self.receive_to_finish: deque[int] = deque(maxlen=_SAMPLES)
+        # (attempt kind, latency name, ns): the final summary's first-vs-retry split
+        self.by_attempt: deque[tuple[str, str, int]] = deque(maxlen=3 * _SAMPLES)
 
     async def consume(self) -> None:
         """One message at a time: the next is taken only after the response is sent."""
@@ -244,11 +259,25 @@ class _Server:
         finished = time.time_ns()
         self.stats.processed += 1
         received, started = scope.received_ns, scope.start_ns
+        attempt = doc.get("attempt")
+        kind = "retry" if isinstance(attempt, int) and attempt > 1 else "first"
         if started is not None:
             self.processing.append(max(0, finished - started))
+            self.by_attempt.append((kind, "processing", max(0, finished - started)))
             if received is not None:
                 self.queue_wait.append(max(0, started - received))
                 self.receive_to_finish.append(max(0, finished - received))
+                self.by_attempt.append((kind, "queue_wait", max(0, started - received)))
+                self.by_attempt.append((kind, "receive_to_finish",
+                                        max(0, finished - received)))
+
+    def latency_by_attempt(self) -> dict[str, dict[str, dict[str, float]]]:
+        """:attr:`ServerStats.by_attempt` from the samples so far."""
+        grouped: dict[str, dict[str, list[int]]] = {}
+        for kind, name, ns in self.by_attempt:
+            grouped.setdefault(kind, {}).setdefault(name, []).append(ns)
+        return {kind: {name: _summary(v) for name, v in by_name.items()}
+                for kind, by_name in grouped.items()}
 
 
 # -- client ---------------------------------------------------------------------------------
@@ -525,7 +554,9 @@ async def run(
             await asyncio.sleep(PROGRESS_PERIOD_S / 2)
         await asyncio.sleep(PROGRESS_PERIOD_S)  # the consumer finds the buffer empty
         next_frame = 0.0  # the last frame, whatever the period
-        return snapshot()
+        final = snapshot()
+        final.by_attempt = server.latency_by_attempt()
+        return final
     finally:
         load.cancel()
         for task in tasks:

@@ -13,6 +13,13 @@ The collector's log is summarised on stderr: the first line of each kind is show
 repeats are counted and reported once per interval. ``--log-file`` keeps all of it.
 Nothing is left behind in temporary folders. Processor settings are read from
 ``OTEL_RTC_*`` environment variables (passed through to the agent).
+
+``otel-rtc report DIR`` turns the OTLP JSON files of the embedded default (what
+``otel_rtc.configure()`` writes when no endpoint is set) into one self-contained HTML
+page that opens offline (needs the ``report`` extra)::
+
+    otel-rtc report telemetry-out/demo-20260101-120000            # DIR/report.html
+    otel-rtc report telemetry-out/demo-20260101-120000 -o /tmp/r.html
 """
 
 from __future__ import annotations
@@ -98,7 +105,30 @@ def _parser() -> argparse.ArgumentParser:
                    help="also write the collector's complete log to PATH (kept after exit)")
     c.add_argument("--print-command", action="store_true",
                    help="print the rotel-agent command line that would run, and exit")
+    r = sub.add_parser("report", help="write an HTML report of a folder of OTLP JSON files",
+                       description="Read the OTLP JSON files (metrics.jsonl, traces.jsonl, "
+                                   "logs.jsonl) that otel_rtc.configure() writes when no "
+                                   "endpoint is set, and write one self-contained HTML page "
+                                   "(opens offline; needs the 'report' extra).")
+    r.add_argument("directory", metavar="DIR", help="the folder of .jsonl files")
+    r.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="the HTML file to write (default: DIR/report.html)")
     return p
+
+
+def _report(args: argparse.Namespace) -> int:
+    from otel_rtc.report import ReportError, ReportExtraMissing, write_report
+
+    try:
+        path = write_report(args.directory, args.output)
+    except ReportExtraMissing as exc:
+        print(f"otel-rtc report: {exc}", file=sys.stderr)
+        return 3
+    except ReportError as exc:
+        print(f"otel-rtc report: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
 
 
 def _endpoint_error(url: str) -> str | None:
@@ -258,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "collector":
         return _collector(args)
+    if args.command == "report":
+        return _report(args)
     return 2  # pragma: no cover - argparse enforces the sub-command
 
 

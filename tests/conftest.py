@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for binary in (OTELCOL_RTC, JAEGER):
         if not os.access(binary, os.X_OK):
             missing.append(f"{binary.relative_to(ROOT)} (scripts/build_otelcol.sh builds it)")
+    if shutil.which("chromium") is None:
+        missing.append("chromium (Debian: chromium)")
+    if importlib.util.find_spec("plotly") is None:
+        missing.append("plotly (pip: otel-rtc[report])")
     if missing:
         pytest.exit(f"{REQUIRE_REAL}=1 but missing: {'; '.join(missing)}. "
                     "scripts/bootstrap.sh installs them.", returncode=4)
@@ -106,3 +112,33 @@ def pipe() -> Iterator[Any]:
     yield p
     p.tracer_provider.shutdown()
     p.meter_provider.shutdown()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One finished demo run: what it printed and the folder it wrote."""
+
+    stdout: str
+    run_dir: Path
+
+
+def demo_env() -> dict[str, str]:
+    """The environment minus anything that would send the demo's telemetry elsewhere."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("OTEL_EXPORTER_OTLP", "OTEL_RTC_", "OTEL_SDK_DISABLED"))}
+
+
+@pytest.fixture(scope="session")
+def default_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """``./demo.sh`` exactly as a user runs it (defaults: 20 s), once per test session."""
+    out = tmp_path_factory.mktemp("default-demo") / "telemetry-out"
+    res = subprocess.run([str(ROOT / "demo.sh"), "--output-dir", str(out)],
+                         capture_output=True, text=True, timeout=300, env=demo_env(),
+                         check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    run_dirs = sorted(out.glob("demo-*"))
+    assert len(run_dirs) == 1, run_dirs
+    return DemoRun(res.stdout, run_dirs[0])

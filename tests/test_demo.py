@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from examples.demo import LiveSummary, summary_lines
+from tests.conftest import demo_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SPAN_KIND_CONSUMER = 5
@@ -84,32 +85,76 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_demo_end_to_end(tmp_path):
-    out_dir = tmp_path / "out"
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    res = subprocess.run(
-        [sys.executable, "-m", "examples.demo", "--duration", "3", "--output-dir",
-         str(out_dir), "--sfu-seconds", "5", "--export-interval", "1"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
-    out = res.stdout
+def _names(metrics_path: Path) -> set[str]:
+    return {m["name"] for doc in _jsonl(metrics_path) for rm in doc["resourceMetrics"]
+            for sm in rm["scopeMetrics"] for m in sm["metrics"]}
+
+
+def _log_bodies(path: Path) -> list[str]:
+    return [r["body"]["stringValue"] for doc in _jsonl(path) for rl in doc["resourceLogs"]
+            for sl in rl["scopeLogs"] for r in sl["logRecords"]]
+
+
+def _section(out: str, start: str, end: str) -> str:
+    return out[out.index(start):out.index(end, out.index(start))]
+
+
+def test_default_demo_shows_every_item(default_demo):
+    """./demo.sh as is: every item of the summary is there, with numbers, not excuses."""
+    out, run_dir = default_demo.stdout, default_demo.run_dir
     # live summary: one line per tick in a pipe, ending at 100 %
     ticks = [line for line in out.splitlines() if line.startswith("[")]
-    assert len(ticks) >= 2, out
-    assert "100%" in ticks[-1]
-    for word in ("latency ms p50/p95/p99", "queue wait", "receive→finish", "bursts",
-                 "dropped", "resends", "Final summary"):
-        assert word in out, word
-    # numbers, not placeholders, for the core counters
-    m = re.search(r"sent (\d+), received (\d+), processed (\d+)", out)
-    assert m and int(m.group(3)) > 0, out
-    # where the telemetry went, and how to open it
-    metrics_path = out_dir / "metrics.jsonl"
-    assert str(metrics_path) in out and "otlpjsonfile" in out and "head -c 400" in out
+    assert len(ticks) >= 10 and "100%" in ticks[-1], out
+    summary = _section(out, "Summary (20 s of load; simulated SFU 20 s beside it)", "Legend")
+    # the counters, with numbers that add up
+    m = re.search(r"sent (\d+) · received (\d+) · processed (\d+) · resends (\d+) · lost (\d+)",
+                  summary)
+    assert m, summary
+    sent, received, processed, resends, _lost = map(int, m.groups())
+    assert sent > 0 and resends > 0 and received == sent + resends
+    # latency percentiles, first attempts and retries side by side, with sample counts
+    for label in ("queue wait", "processing", "receive→finish"):
+        rows = re.findall(rf"{label}\s+first\s+([\d.]+\s+){{4}}(\d+)\n\s+retry"
+                          rf"\s+([\d.]+\s+){{4}}(\d+)", summary)
+        assert rows, (label, summary)
+        assert int(rows[0][1]) > 0 and int(rows[0][3]) > 0
+    # the last frame's burst stats line, exactly as logged, with the worst-case bound
+    line = next(x.strip() for x in summary.splitlines() if "logMessageBurstStats {" in x)
+    assert line in _log_bodies(run_dir / "logs.jsonl")
+    assert re.search(r"last frame\s+\(as logged; worst-case latency bound [\d.]+ ms\)",
+                     summary)
+    assert re.search(r"bursts\s+\d+ bursts; longest [\d.]+ ms = the worst-case", summary)
+    # subscription timings by attempt kind
+    for kind in ("first", "retry", "resume", "migration"):
+        assert re.search(rf"\n\s+{kind}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+", summary), kind
+    # the busiest stream: true mean, 1 s and 5 s peaks, next to the naive rate
+    assert re.search(r"true mean [\d.]+ Mbit/s · 1 s peak [\d.]+ Mbit/s · "
+                     r"5 s peak [\d.]+ Mbit/s", summary), summary
+    assert re.search(r"naive \(bytes since the previous export ÷ 2 s\): up to [\d.]+ Mbit/s",
+                     summary)
+    assert "needs ~" not in summary  # nothing had to be explained away in a default run
+    # the top rooms by traffic load, with their top participants
+    assert len(re.findall(r"room-\d: score [\d.]+ M/s \(\d+ participants; top \w+ \d+%",
+                          summary)) == 3
+    # drops by where they happened; the kernel's honestly
+    drops = re.search(r"drops\s+buffer (\d+) .*· (kernel not measured|kernel \d+.*) · "
+                      r"exporter (\d+)", summary)
+    assert drops and int(drops.group(1)) == received - processed, summary
+    # a legend line for every counter shown
+    legend = out[out.index("Legend"):out.index("Telemetry written")]
+    for name in ("sent", "received", "processed", "resends", "lost", "n", "bursts", "buffer",
+                 "kernel", "exporter", "other"):
+        assert re.search(rf"\n  {name}\s+\S", legend), name
+    # every hint names absolute paths; the report was written and is named absolutely
+    assert f"telemetry -> files in {run_dir}" in out
+    hints = out[out.index("Telemetry written"):]
+    for path in re.findall(r"(\S*(?:\.jsonl|\.html|\.md)\b)", hints):
+        assert path.lstrip('["').startswith("/"), path
+    report = re.search(r"Report: (\S+)", out)
+    assert report and Path(report.group(1)) == run_dir / "report.html"
+    assert (run_dir / "report.html").stat().st_size > 1_000_000  # plotly.js is inside
 
-    names = {m["name"] for doc in _jsonl(metrics_path) for rm in doc["resourceMetrics"]
-             for sm in rm["scopeMetrics"] for m in sm["metrics"]}
+    names = _names(run_dir / "metrics.jsonl")
     for name in ("messaging.process.duration", "otel_rtc.message.queue_wait.duration",
                  "otel_rtc.burst.duration", "messaging.client.consumed.messages",
                  "otel_rtc.subscription.duration",
@@ -118,20 +163,53 @@ def test_demo_end_to_end(tmp_path):
                  "otel_rtc.traffic.bytes.rate", "otel_rtc.traffic.bytes.rate.peak",
                  "otel_rtc.traffic.load.score", "otel_rtc.traffic.load.share"):
         assert name in names, name
-    assert "beside the server" in out and "otel_rtc.traffic.*.rate" in out
-    spans = [s for doc in _jsonl(out_dir / "traces.jsonl") for rs in doc["resourceSpans"]
+    spans = [s for doc in _jsonl(run_dir / "traces.jsonl") for rs in doc["resourceSpans"]
              for ss in rs["scopeSpans"] for s in ss["spans"]]
     assert any(s.get("kind") == SPAN_KIND_CONSUMER and s["name"].startswith("process ")
                for s in spans)
     assert any(s["name"].startswith("burst ") for s in spans)
-    # the burst stats lines of the reference, as OTel log records
-    bodies = [r["body"]["stringValue"] for doc in _jsonl(out_dir / "logs.jsonl")
-              for rl in doc["resourceLogs"] for sl in rl["scopeLogs"] for r in sl["logRecords"]]
-    stats_lines = [b for b in bodies if b.startswith("logMessageBurstStats ")]
-    assert stats_lines and '"total_message_count":' in stats_lines[0]
-    res_attrs = {a["key"]: a["value"] for a in
-                 _jsonl(metrics_path)[-1]["resourceMetrics"][0]["resource"]["attributes"]}
+    res_attrs = {a["key"]: a["value"] for a in _jsonl(run_dir / "metrics.jsonl")[-1]
+                 ["resourceMetrics"][0]["resource"]["attributes"]}
     assert res_attrs["service.name"] == {"stringValue": "otel-rtc-demo"}
+
+
+def _short_run(cwd: Path, *extra: str) -> str:
+    env = {**demo_env(), "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(
+        [sys.executable, "-m", "examples.demo", "--duration", "1.5", "--sfu-seconds", "2",
+         "--export-interval", "1", "--output-dir", "out", *extra],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+def test_short_run_explains_what_it_cannot_show_and_each_run_gets_a_fresh_folder(tmp_path):
+    first = _short_run(tmp_path)
+    summary = _section(first, "Summary (1.5 s of load", "Legend")
+    # 2 s of SFU traffic with an export every second: no 5 s peak, and the summary says
+    # why and what to do, instead of leaving the line out
+    assert re.search(r"5 s peak: needs ~8 s of traffic \(first export at 1 s .*this run had "
+                     r"2 s: use --duration 8 or a lower --export-interval", summary), summary
+    second = _short_run(tmp_path, "--no-sfu")
+    assert "rates            skipped (--no-sfu)" in second
+    dirs = sorted((tmp_path / "out").glob("demo-*"))
+    assert len(dirs) == 2 and all((d / "metrics.jsonl").exists() for d in dirs)
+    # relative --output-dir, printed absolutely
+    for out, d in zip((first, second), dirs, strict=True):
+        assert f"files in {d}" in out and f"Report: {d / 'report.html'}" in out
+    # --append keeps the old behaviour: the files directly in the folder grow
+    _short_run(tmp_path, "--no-sfu", "--append")
+    size = (tmp_path / "out" / "metrics.jsonl").stat().st_size
+    third = _short_run(tmp_path, "--no-sfu", "--append")
+    assert "(appending)" in third
+    assert (tmp_path / "out" / "metrics.jsonl").stat().st_size > size
+    assert len(list((tmp_path / "out").glob("demo-*"))) == 2
+    # the summary reads only this run's part of an appended folder
+    summary = _section(third, "Summary (", "Legend")
+    counts = re.search(r"received (\d+) · processed (\d+)", summary)
+    buffer = re.search(r"drops\s+buffer (\d+)", summary)
+    assert counts and buffer, summary
+    assert int(buffer.group(1)) == int(counts.group(1)) - int(counts.group(2))
 
 
 def _doc_python_block(section: str) -> str:
