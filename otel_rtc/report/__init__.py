@@ -47,4 +47,4 @@ def write_report(directory: str | Path, output: str | Path | None = None) -> Pat
             raise
         raise ReportExtraMissing(f"the report needs plotly, from the 'report' extra: "
                                  f"{EXTRA_HINT}") from None
-    return page.write_report(directory, output)
+    return page.write(directory, output)

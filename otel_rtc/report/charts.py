@@ -65,7 +65,8 @@ def _layout(fig: go.Figure, height: int = HEIGHT, **kw: Any) -> go.Figure:
 
 
 def _ms(v: float) -> str:
-    return f"{v * 1e3:.3g}"
+    ms = v * 1e3
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
 
 
 def _bucket_labels(bounds: tuple[float, ...]) -> list[str]:
@@ -79,8 +80,8 @@ def latency_chart(data: d.TelemetryData) -> Chart:
     found = [f for f in found if f[2]]
     chart = Chart("latency", "Latency: first attempts vs retries",
                   "Share of each attempt kind's messages (or subscriptions) per histogram "
-                  "bucket, in ms. Retries are told apart by otel_rtc.attempt; the legend "
-                  "gives each kind's count and exact mean (sum ÷ count).", None)
+                  "bucket, in ms. Retries are told apart by otel_rtc.attempt; each panel's "
+                  "subtitle gives each kind's exact mean (sum ÷ count) and count.", None)
     if not found:
         chart.note = ("No latency histograms in metrics.jsonl (messaging.process.duration, "
                       "otel_rtc.message.*, otel_rtc.subscription.duration).")

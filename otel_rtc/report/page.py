@@ -22,7 +22,7 @@ from otel_rtc.report import data as d
 from otel_rtc.report.charts import Chart, build_charts
 from otel_rtc.version import __version__
 
-__all__ = ["render_html", "write_report"]
+__all__ = ["render_html", "write"]
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
@@ -132,20 +132,8 @@ after rendering.</p>
 """
 
 
-def write_report(directory: str | Path, output: str | Path | None = None) -> Path:
-    """Read the telemetry folder ``directory`` and write the report page.
-
-    Args:
-        directory: A folder of OTLP JSON files written by ``otel_rtc.configure()``.
-        output: The HTML file to write (default: ``report.html`` in ``directory``).
-
-    Returns:
-        The absolute path of the page.
-
-    Raises:
-        ReportError: The folder cannot be read as telemetry, or the page cannot be
-            written.
-    """
+def write(directory: str | Path, output: str | Path | None = None) -> Path:
+    """:func:`otel_rtc.report.write_report`, once plotly is known to be there."""
     data = d.load(directory)
     out = Path(output).expanduser() if output is not None else data.directory / "report.html"
     out = out.resolve()
