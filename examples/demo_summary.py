@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from otel_rtc.core import names
+from otel_rtc.core.load import OTHERS
 from otel_rtc.report import data as d
 
 LATENCY_ROWS = (("queue_wait", "queue wait"), ("processing", "processing"),
@@ -99,8 +101,8 @@ def telemetry_lines(data: d.TelemetryData | None, *, why_missing: str, run_s: fl
                 ("subscribe ms", "rates", "room load", "drops")]
     lines: list[str] = []
     # -- subscription timings by attempt kind
-    subs = d.histograms_by(data, "otel_rtc.subscription.duration", "otel_rtc.attempt",
-                           {"otel_rtc.outcome": "success"})
+    subs = d.histograms_by(data, names.SUBSCRIPTION + ".duration", names.ATTR_ATTEMPT,
+                           {names.ATTR_OUTCOME: "success"})
     if subs:
         lines.append(_row("subscribe ms", f"{'':<10}{'mean':>7}{'p95~':>7}{'max':>7}{'n':>7}"
                           "   (successful attempts; p95 from histogram buckets)"))
@@ -142,7 +144,7 @@ def telemetry_lines(data: d.TelemetryData | None, *, why_missing: str, run_s: fl
         lines.append(_row("room load", _needs("no load yet", run_s, export_s, 1.0)))
     for i, r in enumerate(rooms[:TOP_ROOMS]):
         top = ", ".join(f"{who} {share * 100:.0f}%"
-                        for who, share in r.shares if who != "_others")
+                        for who, share in r.shares if who != OTHERS)
         top = ", ".join(top.split(", ")[:TOP_PARTICIPANTS])
         who = f"{r.participants} participants" if r.participants is not None else ""
         lines.append(_row("room load" if i == 0 else "",

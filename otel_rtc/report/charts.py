@@ -14,16 +14,17 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from otel_rtc.core import names as n
 from otel_rtc.report import data as d
 
 __all__ = ["Chart", "build_charts"]
 
 LATENCIES: tuple[tuple[str, str, dict[str, Any] | None], ...] = (
-    ("otel_rtc.message.queue_wait.duration", "queue wait", None),
-    ("messaging.process.duration", "processing", None),
-    ("otel_rtc.message.receive_to_finish.duration", "receive → finish", None),
-    ("otel_rtc.subscription.duration", "subscription (successful attempts)",
-     {"otel_rtc.outcome": "success"}),
+    (n.QUEUE_WAIT_DURATION, "queue wait", None),
+    (n.PROCESS_DURATION, "processing", None),
+    (n.RECEIVE_TO_FINISH_DURATION, "receive → finish", None),
+    (n.SUBSCRIPTION + ".duration", "subscription (successful attempts)",
+     {n.ATTR_OUTCOME: "success"}),
 )
 ATTEMPT_ORDER = ("first", "retry", "resume", "migration", "unmuted")
 ATTEMPT_COLORS = {"first": "#1f77b4", "retry": "#d62728", "resume": "#2ca02c",
@@ -75,7 +76,7 @@ def _bucket_labels(bounds: tuple[float, ...]) -> list[str]:
 
 def latency_chart(data: d.TelemetryData) -> Chart:
     """Latency distributions by attempt kind: first attempts next to retries."""
-    found = [(name, label, d.histograms_by(data, name, "otel_rtc.attempt", where))
+    found = [(name, label, d.histograms_by(data, name, n.ATTR_ATTEMPT, where))
              for name, label, where in LATENCIES]
     found = [f for f in found if f[2]]
     chart = Chart("latency", "Latency: first attempts vs retries",
@@ -131,7 +132,7 @@ def _ordered(by_kind: dict[Any, d.Hist]) -> list[tuple[Any, d.Hist]]:
 def burst_chart(data: d.TelemetryData) -> Chart:
     """One point per burst: duration (the worst-case latency bound), messages, break."""
     bursts = sorted((s for s in data.spans if s.name.startswith("burst ")
-                     and "otel_rtc.burst.message_count" in s.attrs), key=lambda s: s.start_ns)
+                     and n.ATTR_BURST_MESSAGE_COUNT in s.attrs), key=lambda s: s.start_ns)
     chart = Chart("bursts", "Burst timeline",
                   "Each point is one burst: the time the consumer stayed busy until it found "
                   "its buffer empty (the worst-case receive-to-finish latency bound), the "
@@ -143,8 +144,8 @@ def burst_chart(data: d.TelemetryData) -> Chart:
         return chart
     x = [_ts(s.start_ns) for s in bursts]
     dur = [(s.end_ns - s.start_ns) / 1e6 for s in bursts]
-    msgs = [int(s.attrs["otel_rtc.burst.message_count"]) for s in bursts]
-    brk = [s.attrs.get("otel_rtc.burst.break_before") for s in bursts]
+    msgs = [int(s.attrs[n.ATTR_BURST_MESSAGE_COUNT]) for s in bursts]
+    brk = [s.attrs.get(n.ATTR_BURST_BREAK_BEFORE) for s in bursts]
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=(f"burst duration, ms (longest {max(dur):.1f} ms)",
                                         "messages per burst", "break before the burst, ms"))

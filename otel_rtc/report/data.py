@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otel_rtc.core import names as n
+from otel_rtc.core.load import OTHERS
+
 __all__ = [
     "NAIVE_WINDOW_S",
     "SIGNAL_FILES",
@@ -47,10 +50,6 @@ NAIVE_WINDOW_S = 2.0
 """The short read window of the naive rate: bytes since the previous export ÷ 2 s, the
 mistake ``docs/rates.md`` describes (a report's bytes divided by a shorter window)."""
 
-RATE_WINDOW_ATTR = "otel_rtc.rate.window"
-RATE_SUBWINDOW_ATTR = "otel_rtc.rate.subwindow"
-ROOM_ATTR = "otel_rtc.room"
-PARTICIPANT_ATTR = "otel_rtc.participant"
 
 # Metrics that count packets the kernel dropped before the application read them
 # (a socket's receive-queue overflow, SO_RXQ_OVFL). Shown when present; otherwise the
@@ -465,28 +464,28 @@ class StreamRate:
     def label(self) -> str:
         """``room/participant direction kind``."""
         a = dict(self.attrs)
-        who = "/".join(str(a[k]) for k in (ROOM_ATTR, PARTICIPANT_ATTR) if k in a)
-        rest = " ".join(str(a[k]) for k in ("otel_rtc.direction", "otel_rtc.media.kind")
+        who = "/".join(str(a[k]) for k in (n.ATTR_ROOM, n.ATTR_PARTICIPANT) if k in a)
+        rest = " ".join(str(a[k]) for k in (n.ATTR_DIRECTION, n.ATTR_MEDIA_KIND)
                         if k in a)
         return f"{who} {rest}".strip() or "(all)"
 
 
-def stream_rates(data: TelemetryData, source: str = "otel_rtc.traffic.bytes"
+def stream_rates(data: TelemetryData, source: str = n.TRAFFIC_BYTES
                  ) -> list[StreamRate]:
     """Per-stream true rates, peaks and the naive rate, busiest stream (last mean) first."""
     streams: dict[Attrs, StreamRate] = {}
 
     def stream(attrs: Attrs) -> StreamRate:
-        key = tuple(kv for kv in attrs if kv[0] not in (RATE_WINDOW_ATTR, RATE_SUBWINDOW_ATTR))
+        key = tuple(kv for kv in attrs if kv[0] not in (n.ATTR_RATE_WINDOW, n.ATTR_RATE_SUBWINDOW))
         if key not in streams:
             streams[key] = StreamRate(key)
         return streams[key]
 
     for attrs, pts in data.series(source + ".rate").items():
-        if dict(attrs).get(RATE_WINDOW_ATTR) == "span":
+        if dict(attrs).get(n.ATTR_RATE_WINDOW) == "span":
             stream(attrs).mean = [(p.time_ns, p.value) for p in pts]
     for attrs, pts in data.series(source + ".rate.peak").items():
-        sub = dict(attrs).get(RATE_SUBWINDOW_ATTR)
+        sub = dict(attrs).get(n.ATTR_RATE_SUBWINDOW)
         if sub in ("1s", "5s"):
             setattr(stream(attrs), "peak_" + sub, [(p.time_ns, p.value) for p in pts])
     for attrs, pts in data.series(source).items():
@@ -508,7 +507,7 @@ class RoomLoad:
         room: The room.
         score: ``(time_ns, score/s)`` of the room.
         shares: The last export's top participants as ``(participant, share)``, largest
-            first (``_others`` folds the rest).
+            first (``_others``, last, folds the rest).
         participants: The last export's count of participants with traffic.
     """
 
@@ -521,15 +520,15 @@ class RoomLoad:
 def room_loads(data: TelemetryData) -> list[RoomLoad]:
     """Rooms by their last load score, highest first."""
     rooms: dict[str, RoomLoad] = {}
-    for attrs, pts in data.series("otel_rtc.traffic.load.score").items():
+    for attrs, pts in data.series(n.LOAD_SCORE).items():
         a = dict(attrs)
-        if ROOM_ATTR in a and PARTICIPANT_ATTR not in a:
-            room = str(a[ROOM_ATTR])
+        if n.ATTR_ROOM in a and n.ATTR_PARTICIPANT not in a:
+            room = str(a[n.ATTR_ROOM])
             rooms.setdefault(room, RoomLoad(room)).score = [(p.time_ns, p.value) for p in pts]
     last: dict[str, tuple[int, list[tuple[str, float]]]] = {}
-    for attrs, pts in data.series("otel_rtc.traffic.load.share").items():
+    for attrs, pts in data.series(n.LOAD_SHARE).items():
         a = dict(attrs)
-        room, who = str(a.get(ROOM_ATTR)), str(a.get(PARTICIPANT_ATTR))
+        room, who = str(a.get(n.ATTR_ROOM)), str(a.get(n.ATTR_PARTICIPANT))
         if room not in rooms or not pts:
             continue
         t, share = pts[-1].time_ns, pts[-1].value
@@ -541,9 +540,9 @@ def room_loads(data: TelemetryData) -> list[RoomLoad]:
         last[room] = (seen_t, items)
     for room, (_, items) in last.items():
         # Largest first, the folded rest last.
-        rooms[room].shares = sorted(items, key=lambda kv: (kv[0] == "_others", -kv[1]))
-    for attrs, pts in data.series("otel_rtc.traffic.load.participants").items():
-        room = str(dict(attrs).get(ROOM_ATTR))
+        rooms[room].shares = sorted(items, key=lambda kv: (kv[0] == OTHERS, -kv[1]))
+    for attrs, pts in data.series(n.LOAD_PARTICIPANTS).items():
+        room = str(dict(attrs).get(n.ATTR_ROOM))
         if room in rooms and pts:
             rooms[room].participants = int(pts[-1].value)
     found = [r for r in rooms.values() if r.score]
@@ -557,11 +556,11 @@ def drop_where(name: str, attrs: Attrs) -> str | None:
     ``None`` for the series of ``otel_rtc.telemetry.dropped`` that repeat
     ``otel_rtc.buffer.dropped`` (component ``buffer``), so nothing is counted twice.
     """
-    if name == "otel_rtc.buffer.dropped":
+    if name == n.BUFFER_DROPPED:
         return "buffer"
     if name in KERNEL_DROP_METRICS:
         return "kernel"
-    component = str(dict(attrs).get("otel_rtc.component", ""))
+    component = str(dict(attrs).get(n.ATTR_COMPONENT, ""))
     if component == "buffer":
         return None
     return "exporter" if component.startswith("export") else "other"
@@ -570,14 +569,14 @@ def drop_where(name: str, attrs: Attrs) -> str | None:
 def drops_over_time(data: TelemetryData) -> dict[tuple[str, str], list[tuple[int, float]]]:
     """``{(where, label): [(time_ns, total so far)]}`` of every drop counter."""
     out: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for name in ("otel_rtc.buffer.dropped", *KERNEL_DROP_METRICS, "otel_rtc.telemetry.dropped"):
+    for name in (n.BUFFER_DROPPED, *KERNEL_DROP_METRICS, n.TELEMETRY_DROPPED):
         for attrs, pts in data.series(name).items():
             where = drop_where(name, attrs)
             if where is None:
                 continue
             a = dict(attrs)
-            what = a.get("otel_rtc.buffer.name") or a.get("otel_rtc.component") or name
-            reason = a.get("otel_rtc.drop.reason")
+            what = a.get(n.ATTR_BUFFER_NAME) or a.get(n.ATTR_COMPONENT) or name
+            reason = a.get(n.ATTR_DROP_REASON)
             label = f"{what}: {reason}" if reason else str(what)
             timeline = over_time(pts)
             first = pts[0]
@@ -590,4 +589,4 @@ def drops_over_time(data: TelemetryData) -> dict[tuple[str, str], list[tuple[int
 
 def kernel_measured(data: TelemetryData) -> bool:
     """Whether the telemetry has a kernel drop counter at all."""
-    return any(data.points.get(n) for n in KERNEL_DROP_METRICS)
+    return any(data.points.get(name) for name in KERNEL_DROP_METRICS)
