@@ -173,23 +173,22 @@ def legend_lines(resend_timeout_ms: float, max_attempts: int, buffer_size: int) 
     """One line per counter the summary shows."""
     items = (
         ("sent", "distinct messages the client sent (first attempts only)"),
-        ("received", "datagrams that reached the server: first attempts + resends, the "
-                     "dropped ones included (received = sent + resends)"),
-        ("processed", "messages the handler finished (received - buffer drops; a resend "
-                      "whose original was still queued is processed again)"),
-        ("resends", f"datagrams the client sent again after {resend_timeout_ms:g} ms "
-                    "without an ACK (the server sees them as attempt ≥ 2: 'retry')"),
+        ("received", "datagrams that reached the server, dropped ones included "
+                     "(= sent + resends)"),
+        ("processed", "messages the handler finished (= received - buffer drops; a resend "
+                      "of a still-queued message counts again)"),
+        ("resends", f"datagrams resent after {resend_timeout_ms:g} ms without an ACK (the "
+                    "server's 'retry' attempts)"),
         ("lost", f"messages the client gave up on after {max_attempts} attempts"),
         ("n", "messages (latency rows) or attempts (subscribe rows) behind each row"),
         ("bursts", "busy periods of the server's consumer, until it found its buffer empty"),
+        ("participants", "participants with traffic in the room at the last export"),
         ("buffer", f"datagrams the full {buffer_size}-slot receive buffer refused "
                    "(otel_rtc.buffer.dropped)"),
-        ("kernel", "datagrams the kernel's socket receive queue dropped before the server "
-                   "read them (SO_RXQ_OVFL)"),
-        ("exporter", "spans, log records and metric points the export pipeline dropped "
-                     "(otel_rtc.telemetry.dropped, component export.*)"),
-        ("other", "items other otel_rtc components rejected (otel_rtc.telemetry.dropped; "
-                  "pubsub: suspended = an outcome reported for an attempt already suspended "
-                  "for a resume, which the resume times instead)"),
+        ("kernel", "datagrams the socket's kernel receive queue dropped (SO_RXQ_OVFL)"),
+        ("exporter", "spans, log records, metric points the export pipeline lost "
+                     "(otel_rtc.telemetry.dropped, export.*)"),
+        ("other", "items other components rejected (otel_rtc.telemetry.dropped); pubsub: "
+                  "suspended = a late outcome of an attempt suspended for a resume"),
     )
     return ["Legend"] + [_row(name, text) for name, text in items]

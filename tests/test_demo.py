@@ -219,6 +219,13 @@ def _doc_python_block(section: str) -> str:
     return part[start:part.index("```", start)]
 
 
+def _doc_bash_lines(section: str) -> list[str]:
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    part = text[text.index(section):]
+    start = part.index("```bash\n") + len("```bash\n")
+    return part[start:part.index("```", start)].splitlines()
+
+
 def test_getting_started_example_runs_as_written(tmp_path):
     script = tmp_path / "quickstart.py"
     script.write_text(_doc_python_block("## 3. Instrument a message handler"))
@@ -237,6 +244,14 @@ def test_getting_started_example_runs_as_written(tmp_path):
     res = subprocess.run([sys.executable, "-c", reader], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "messaging.process.duration" in res.stdout
+    # and the report command of section 4, as written
+    command = next(line for line in _doc_bash_lines("## 4. Open what was written")
+                   if line.startswith("otel-rtc report"))
+    res = subprocess.run([str(Path(sys.executable).parent / "otel-rtc"),
+                          *command.split("#")[0].split()[1:]], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert Path(res.stdout.strip()) == tmp_path / "telemetry-out" / "report.html"
 
 
 def test_demo_rejects_bad_duration():

@@ -80,6 +80,25 @@ def test_counters_add_up_across_restarts_and_deltas(tmp_path):
                             "otel_rtc.buffer.dropped") == {None: 3.0}
 
 
+def test_kernel_drops_are_recognised_when_a_counter_reports_them(tmp_path):
+    _write(tmp_path, "metrics.jsonl", [
+        _sum_doc("otel_rtc.buffer.dropped", [_pt(4, 1, otel_rtc__drop__reason="full")]),
+        _sum_doc("example.socket.rxq_overflow.dropped", [_pt(6, 1)]),
+    ])
+    data = d.load(tmp_path)
+    assert d.kernel_measured(data)
+    drops = d.drops_over_time(data)
+    assert drops[("kernel", "example.socket.rxq_overflow.dropped")][-1][1] == 6.0
+    # through the telemetry.dropped counter, by component
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(_sum_doc(
+        "otel_rtc.telemetry.dropped",
+        [_pt(2, 1, otel_rtc__component="socket", otel_rtc__drop__reason="rxq_overflow")]))
+        + "\n")
+    data = d.load(tmp_path)
+    assert d.kernel_measured(data)
+    assert list(d.drops_over_time(data)) == [("kernel", "socket: rxq_overflow")]
+
+
 def test_histograms_merge_by_attempt_and_quantiles_stay_inside_min_max(tmp_path):
     def hist(count, counts, t_s, attempt):
         return {"resourceMetrics": [{"resource": {}, "scopeMetrics": [{"metrics": [{

@@ -51,10 +51,28 @@ NAIVE_WINDOW_S = 2.0
 mistake ``docs/rates.md`` describes (a report's bytes divided by a shorter window)."""
 
 
-# Metrics that count packets the kernel dropped before the application read them
-# (a socket's receive-queue overflow, SO_RXQ_OVFL). Shown when present; otherwise the
-# summary and the report say the kernel's drops were not measured.
-KERNEL_DROP_METRICS: tuple[str, ...] = ("otel_rtc.socket.dropped", "otel_rtc.kernel.dropped")
+_KERNEL_WORDS = ("kernel", "socket", "rxq", "ovfl")
+_DROP_WORDS = ("drop", "overflow", "ovfl")
+
+
+def is_kernel_drop(name: str, attrs: Attrs = ()) -> bool:
+    """Whether a counter counts packets the kernel dropped before the application read them.
+
+    A socket's receive-queue overflow (``SO_RXQ_OVFL``) is counted by the application
+    that reads it, under a name of its choosing: a counter whose name speaks of the
+    kernel or the socket and of drops or overflows (``otel_rtc.socket.dropped``,
+    ``…kernel.rxq_overflow``…), or an ``otel_rtc.telemetry.dropped`` series whose
+    component or reason does. Shown when present; otherwise the summary and the report
+    say that the kernel's drops were not measured.
+    """
+    low = name.lower()
+    if any(w in low for w in _KERNEL_WORDS) and any(w in low for w in _DROP_WORDS):
+        return True
+    if name == n.TELEMETRY_DROPPED:
+        a = dict(attrs)
+        text = f"{a.get(n.ATTR_COMPONENT, '')} {a.get(n.ATTR_DROP_REASON, '')}".lower()
+        return any(w in text for w in _KERNEL_WORDS)
+    return False
 
 _DELTA = 1
 
@@ -489,11 +507,9 @@ def stream_rates(data: TelemetryData, source: str = n.TRAFFIC_BYTES
         if sub in ("1s", "5s"):
             setattr(stream(attrs), "peak_" + sub, [(p.time_ns, p.value) for p in pts])
     for attrs, pts in data.series(source).items():
-        timeline = over_time(pts)
-        if attrs in streams or timeline:
-            s = stream(attrs)
-            s.naive = [(t1, max(0.0, v1 - v0) / NAIVE_WINDOW_S)
-                       for (_, v0), (t1, v1) in itertools.pairwise(timeline)]
+        if attrs in streams:
+            streams[attrs].naive = [(t1, max(0.0, v1 - v0) / NAIVE_WINDOW_S) for (_, v0), (t1, v1)
+                                    in itertools.pairwise(over_time(pts))]
     found = [s for s in streams.values() if s.mean]
     found.sort(key=lambda s: s.mean[-1][1], reverse=True)
     return found
@@ -558,7 +574,7 @@ def drop_where(name: str, attrs: Attrs) -> str | None:
     """
     if name == n.BUFFER_DROPPED:
         return "buffer"
-    if name in KERNEL_DROP_METRICS:
+    if is_kernel_drop(name, attrs):
         return "kernel"
     component = str(dict(attrs).get(n.ATTR_COMPONENT, ""))
     if component == "buffer":
@@ -569,7 +585,9 @@ def drop_where(name: str, attrs: Attrs) -> str | None:
 def drops_over_time(data: TelemetryData) -> dict[tuple[str, str], list[tuple[int, float]]]:
     """``{(where, label): [(time_ns, total so far)]}`` of every drop counter."""
     out: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for name in (n.BUFFER_DROPPED, *KERNEL_DROP_METRICS, n.TELEMETRY_DROPPED):
+    kernel = sorted(name for name in data.points
+                    if name != n.TELEMETRY_DROPPED and is_kernel_drop(name))
+    for name in (n.BUFFER_DROPPED, *kernel, n.TELEMETRY_DROPPED):
         for attrs, pts in data.series(name).items():
             where = drop_where(name, attrs)
             if where is None:
@@ -589,4 +607,6 @@ def drops_over_time(data: TelemetryData) -> dict[tuple[str, str], list[tuple[int
 
 def kernel_measured(data: TelemetryData) -> bool:
     """Whether the telemetry has a kernel drop counter at all."""
-    return any(data.points.get(name) for name in KERNEL_DROP_METRICS)
+    return any(is_kernel_drop(name) for name, pts in data.points.items() if pts) or any(
+        is_kernel_drop(n.TELEMETRY_DROPPED, p.attrs)
+        for p in data.points.get(n.TELEMETRY_DROPPED, ()))
