@@ -123,9 +123,9 @@ def test_histograms_merge_by_attempt_and_quantiles_stay_inside_min_max(tmp_path)
 # -- the command, through the installed console script ----------------------------------
 
 
-def _report(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+def _report(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(OTEL_RTC), "report", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+                          timeout=120, cwd=cwd)
 
 
 def _one_line_error(res: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -154,20 +154,21 @@ GOOD_LINE = json.dumps(_sum_doc("otel_rtc.buffer.dropped", [_pt(1, 1)]))
 ])
 def test_corrupt_folder_gives_one_line_error(tmp_path, name, content, words):
     (tmp_path / name).write_text(content, encoding="latin-1")
-    _one_line_error(_report(str(tmp_path)), *words)
+    _one_line_error(_report(str(tmp_path), cwd=tmp_path), *words)
     assert not (tmp_path / "report.html").exists()
 
 
 def test_missing_and_empty_folders_give_one_line_errors(tmp_path):
-    _one_line_error(_report(str(tmp_path / "nope")), "no such folder")
-    _one_line_error(_report(str(tmp_path)), "no telemetry files", "metrics.jsonl")
+    _one_line_error(_report(str(tmp_path / "nope"), cwd=tmp_path), "no such folder")
+    _one_line_error(_report(str(tmp_path), cwd=tmp_path), "no telemetry files",
+                    "metrics.jsonl")
     (tmp_path / "file").write_text("x")
-    _one_line_error(_report(str(tmp_path / "file")), "not a folder")
+    _one_line_error(_report(str(tmp_path / "file"), cwd=tmp_path), "not a folder")
     (tmp_path / "metrics.jsonl").write_text("")
-    _one_line_error(_report(str(tmp_path)), "hold no data")
+    _one_line_error(_report(str(tmp_path), cwd=tmp_path), "hold no data")
     (tmp_path / "metrics.jsonl").write_text(GOOD_LINE + "\n")
-    _one_line_error(_report(str(tmp_path), "-o", str(tmp_path / "file" / "r.html")),
-                    "cannot write the report")
+    _one_line_error(_report(str(tmp_path), "-o", str(tmp_path / "file" / "r.html"),
+                            cwd=tmp_path), "cannot write the report")
 
 
 def test_without_the_extra_it_names_the_extra(tmp_path):
@@ -183,10 +184,10 @@ def test_without_the_extra_it_names_the_extra(tmp_path):
 
 def test_report_of_partial_telemetry_says_what_is_missing(tmp_path):
     _write(tmp_path, "metrics.jsonl", [json.loads(GOOD_LINE)])
-    res = _report(str(tmp_path), "-o", "r.html")
+    res = _report(str(tmp_path), "-o", "r.html", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     page = Path(res.stdout.strip())
-    assert page.is_absolute() and page.exists()
+    assert page == tmp_path / "r.html" and page.exists()  # relative to where it ran
     html = page.read_text()
     assert "No burst spans in traces.jsonl" in html and "kernel: not measured" in html
 
@@ -208,7 +209,8 @@ def test_demo_report_renders_every_chart_with_data_in_chromium(default_demo, tmp
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", html)
     assert "plotly.js v" in html
     # the CLI rebuilds the same page from the same folder
-    res = _report(str(default_demo.run_dir), "-o", str(tmp_path / "again.html"))
+    res = _report(str(default_demo.run_dir), "-o", str(tmp_path / "again.html"),
+                  cwd=tmp_path)
     assert res.returncode == 0 and Path(res.stdout.strip()) == tmp_path / "again.html"
 
     dom = _chromium.dump_dom(page)
@@ -240,7 +242,7 @@ def test_page_check_reports_an_empty_chart(default_demo, tmp_path):
     folder.mkdir()
     for name in ("metrics.jsonl", "logs.jsonl"):
         shutil.copyfile(default_demo.run_dir / name, folder / name)
-    res = _report(str(folder))
+    res = _report(str(folder), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     check = _chart_check(_chromium.dump_dom(folder / "report.html"))
     assert check["bursts"] == {"points": 0, "drawn": 0}
