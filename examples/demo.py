@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from examples import demo_summary
-from otel_rtc.report import data as report_data
 from otel_rtc import Telemetry, configure
+from otel_rtc.report import data as report_data
 
 SERVER = {"buffer_size": 8, "resend_timeout_ms": 50.0, "max_attempts": 5}
 """The message server's settings, passed explicitly so that the legend states them."""
