@@ -80,6 +80,11 @@ def message_lines(stats: Any) -> list[str]:
 
 def _needs(what: str, run_s: float, export_s: float, peak_s: float) -> str:
     need = export_s + peak_s + SAMPLE_MARGIN_S
+    if run_s >= need:
+        # The run was long enough: this stream (or room) came late in it.
+        return (f"{what}: not for this stream yet: it started late in the run, and a "
+                f"{peak_s:g} s peak needs {peak_s:g} s of its 1 s samples after its first "
+                "export")
     return (f"{what}: needs ~{need:g} s of traffic (first export at {export_s:g} s makes a "
             f"stream known to the 1 s sampler, then {peak_s:g} s of samples); this run had "
             f"{run_s:g} s: use --duration {need:g} or a lower --export-interval")

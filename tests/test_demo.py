@@ -128,11 +128,14 @@ def test_default_demo_shows_every_item(default_demo):
     for kind in ("first", "retry", "resume", "migration"):
         assert re.search(rf"\n\s+{kind}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+", summary), kind
     # the busiest stream: true mean, 1 s and 5 s peaks, next to the naive rate
-    assert re.search(r"true mean [\d.]+ Mbit/s · 1 s peak [\d.]+ Mbit/s · "
-                     r"5 s peak [\d.]+ Mbit/s", summary), summary
+    rates = re.search(r"true mean [\d.]+ Mbit/s · 1 s peak [\d.]+ Mbit/s · "
+                      r"5 s peak ([\d.]+ Mbit/s|-)", summary)
+    assert rates, summary
+    if rates.group(1) == "-":  # the busiest stream may have joined late: said so
+        assert "5 s peak: not for this stream yet: it started late in the run" in summary
     assert re.search(r"naive \(bytes since the previous export ÷ 2 s\): up to [\d.]+ Mbit/s",
                      summary)
-    assert "needs ~" not in summary  # nothing had to be explained away in a default run
+    assert "needs ~" not in summary  # the default run is long enough for every item
     # the top rooms by traffic load, with their top participants
     assert len(re.findall(r"room-\d: score [\d.]+ M/s \(\d+ participants; top \w+ \d+%",
                           summary)) == 3
