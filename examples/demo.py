@@ -40,9 +40,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+import otel_rtc.report as report
 from examples import demo_summary
 from otel_rtc import Telemetry, configure
-from otel_rtc.report import data as report_data
 
 SERVER = {"buffer_size": 8, "resend_timeout_ms": 50.0, "max_attempts": 5}
 """The message server's settings, passed explicitly so that the legend states them."""
@@ -249,8 +249,8 @@ def _final_summary(args: argparse.Namespace, h: Telemetry, stats: Any,
            "disabled": "telemetry is disabled"}.get(h.mode, "")
     if h.mode == "file" and h.output_dir is not None:
         try:
-            data = report_data.load(h.output_dir, since_ns=started_ns)
-        except report_data.ReportError as exc:
+            data = report.load(h.output_dir, since_ns=started_ns)
+        except report.ReportError as exc:
             why = f"cannot read the telemetry files: {exc}"
     lines += demo_summary.telemetry_lines(
         data, why_missing=why, run_s=args.sfu_seconds, export_s=args.export_interval,
@@ -263,11 +263,9 @@ def _final_summary(args: argparse.Namespace, h: Telemetry, stats: Any,
 def _write_report(h: Telemetry) -> str:
     if h.mode != "file" or h.output_dir is None:
         return "Report: none (the report reads the files of the embedded default)."
-    from otel_rtc.report import ReportError, write_report
-
     try:
-        path = write_report(h.output_dir)
-    except ReportError as exc:
+        path = report.write_report(h.output_dir)
+    except report.ReportError as exc:
         return f"Report: not written: {exc}"
     return (f"Report: {path}\n  (one self-contained page: open it in a browser, offline; "
             f"rebuild it with: otel-rtc report {h.output_dir.resolve()})")

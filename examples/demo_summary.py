@@ -2,7 +2,7 @@
 
 Two sources: the message server's own :class:`~examples.message_server.ServerStats`
 (exact latency samples split by attempt kind, the last burst frame) and the telemetry
-files the run wrote, read back with :mod:`otel_rtc.report.data` the way a backend would
+files the run wrote, read back with :mod:`otel_rtc.report` the way a backend would
 see them (subscription timings, true rates and peaks, the traffic load, drops). Where an
 item cannot be shown, the summary says why instead of leaving it out.
 """
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_rtc.core import names
-from otel_rtc.core.load import OTHERS
-from otel_rtc.report import data as d
+import otel_rtc.report as d
 
 LATENCY_ROWS = (("queue_wait", "queue wait"), ("processing", "processing"),
                 ("receive_to_finish", "receive→finish"))
@@ -106,8 +104,7 @@ def telemetry_lines(data: d.TelemetryData | None, *, why_missing: str, run_s: fl
                 ("subscribe ms", "rates", "room load", "drops")]
     lines: list[str] = []
     # -- subscription timings by attempt kind
-    subs = d.histograms_by(data, names.SUBSCRIPTION + ".duration", names.ATTR_ATTEMPT,
-                           {names.ATTR_OUTCOME: "success"})
+    subs = d.latency_by_attempt(data).get("subscription", {})
     if subs:
         lines.append(_row("subscribe ms", f"{'':<10}{'mean':>7}{'p95~':>7}{'max':>7}{'n':>7}"
                           "   (successful attempts; p95 from histogram buckets)"))
@@ -149,8 +146,7 @@ def telemetry_lines(data: d.TelemetryData | None, *, why_missing: str, run_s: fl
         lines.append(_row("room load", _needs("no load yet", run_s, export_s, 1.0)))
     for i, r in enumerate(rooms[:TOP_ROOMS]):
         top = ", ".join(f"{who} {share * 100:.0f}%"
-                        for who, share in r.shares if who != OTHERS)
-        top = ", ".join(top.split(", ")[:TOP_PARTICIPANTS])
+                        for who, share in r.shares[:TOP_PARTICIPANTS])
         who = f"{r.participants} participants" if r.participants is not None else ""
         lines.append(_row("room load" if i == 0 else "",
                           f"{r.room}: score {r.score[-1][1] / 1e6:.1f} M/s ({who}; "

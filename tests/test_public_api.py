@@ -19,10 +19,10 @@ import otel_rtc
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["otel_rtc", "otel_rtc.core", "otel_rtc.instrumentation", "otel_rtc.sdk",
-            "otel_rtc.collector", "otel_rtc.testing"]
-# The import-time modules of the three extras (collector, prometheus, instrument).
+            "otel_rtc.collector", "otel_rtc.testing", "otel_rtc.report"]
+# The import-time modules of the extras (collector, prometheus, instrument, report).
 EXTRA_MODULES = ("rotel", "prometheus_client", "opentelemetry.exporter.prometheus",
-                 "opentelemetry.instrumentation", "opentelemetry.distro")
+                 "opentelemetry.instrumentation", "opentelemetry.distro", "plotly")
 REMOVED = [  # plumbing and duplicate ways that left the top level (CHANGELOG: Removed)
     "AttrSet", "intern_attrs", "CounterSpec", "HistogramSpec", "LocalAggregationRegistry",
     "bind_registry", "default_registry", "last_enqueue_ns", "drop_count", "error_count",

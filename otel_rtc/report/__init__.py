@@ -5,17 +5,51 @@ when no OTLP endpoint is set (``metrics.jsonl``, ``traces.jsonl``, ``logs.jsonl`
 writes one interactive page that opens offline (plotly.js embedded): latency by attempt
 kind, the burst timeline, true rates and peaks against the naive rate, the traffic load
 by room, and drops over time. It needs the ``report`` extra
-(``pip install 'otel-rtc[report]'``); :mod:`otel_rtc.report.data`, the reader, is
-stdlib only.
+(``pip install 'otel-rtc[report]'``).
+
+The reader and the figures the page is built on need only the standard library:
+:func:`load` a folder, then ask it for :func:`latency_by_attempt`, :func:`stream_rates`,
+:func:`room_loads`, :func:`drops_over_time` (the demo's summary does).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from otel_rtc.report.data import ReportError, load
+from otel_rtc.report.data import (
+    NAIVE_WINDOW_S,
+    Hist,
+    ReportError,
+    RoomLoadSeries,
+    StreamRate,
+    TelemetryData,
+    drops_over_time,
+    kernel_measured,
+    latency_by_attempt,
+    load,
+    quantile,
+    room_loads,
+    stream_rates,
+)
 
-__all__ = ["EXTRA_HINT", "ReportError", "ReportExtraMissing", "load", "write_report"]
+__all__ = [
+    "EXTRA_HINT",
+    "Hist",
+    "NAIVE_WINDOW_S",
+    "ReportError",
+    "ReportExtraMissing",
+    "RoomLoadSeries",
+    "StreamRate",
+    "TelemetryData",
+    "drops_over_time",
+    "kernel_measured",
+    "latency_by_attempt",
+    "load",
+    "quantile",
+    "room_loads",
+    "stream_rates",
+    "write_report",
+]
 
 EXTRA_HINT = "pip install 'otel-rtc[report]'"
 """How to install what the page needs."""

@@ -19,13 +19,6 @@ from otel_rtc.report import data as d
 
 __all__ = ["Chart", "build_charts"]
 
-LATENCIES: tuple[tuple[str, str, dict[str, Any] | None], ...] = (
-    (n.QUEUE_WAIT_DURATION, "queue wait", None),
-    (n.PROCESS_DURATION, "processing", None),
-    (n.RECEIVE_TO_FINISH_DURATION, "receive → finish", None),
-    (n.SUBSCRIPTION + ".duration", "subscription (successful attempts)",
-     {n.ATTR_OUTCOME: "success"}),
-)
 ATTEMPT_ORDER = ("first", "retry", "resume", "migration", "unmuted")
 ATTEMPT_COLORS = {"first": "#1f77b4", "retry": "#d62728", "resume": "#2ca02c",
                   "migration": "#9467bd", "unmuted": "#8c564b"}
@@ -76,9 +69,7 @@ def _bucket_labels(bounds: tuple[float, ...]) -> list[str]:
 
 def latency_chart(data: d.TelemetryData) -> Chart:
     """Latency distributions by attempt kind: first attempts next to retries."""
-    found = [(name, label, d.histograms_by(data, name, n.ATTR_ATTEMPT, where))
-             for name, label, where in LATENCIES]
-    found = [f for f in found if f[2]]
+    found = list(d.latency_by_attempt(data).items())
     chart = Chart("latency", "Latency: first attempts vs retries",
                   "Share of each attempt kind's messages (or subscriptions) per histogram "
                   "bucket, in ms. Retries are told apart by otel_rtc.attempt; each panel's "
@@ -90,14 +81,16 @@ def latency_chart(data: d.TelemetryData) -> Chart:
     cols = 2 if len(found) > 1 else 1
     rows = (len(found) + cols - 1) // cols
     titles = []
-    for _, label, by_kind in found:
+    labels_of = {key: label for key, _, label, _ in d.LATENCIES}
+    for key, by_kind in found:
+        label = labels_of[key]
         means = " · ".join(f"{k} {h.mean * 1e3:.3g} (n={h.count})"
                            for k, h in _ordered(by_kind) if h.mean is not None)
         titles.append(f"{label}<br><sup>mean ms: {means}</sup>")
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
                         vertical_spacing=0.2, horizontal_spacing=0.08)
     shown: set[str] = set()
-    for i, (_, _, by_kind) in enumerate(found):
+    for i, (_, by_kind) in enumerate(found):
         row, col = i // cols + 1, i % cols + 1
         # One category axis per panel: the buckets holding any measurement, plus one on
         # either side, so that the shape is visible without the empty tail.
@@ -215,7 +208,7 @@ def load_chart(data: d.TelemetryData) -> Chart:
     chart = Chart("load", "Traffic load by room, with top participants",
                   "Left: each room's load score over time (weighted bits/s + packets/s, "
                   "otel_rtc.traffic.load.score). Right: the share of the room's load of its "
-                  "top participants at the last export (_others folds the rest; "
+                  "top participants at the last export, then everyone else; "
                   "otel_rtc.traffic.load.share).", None)
     if not rooms:
         chart.note = ("No otel_rtc.traffic.load.score series in metrics.jsonl: the load "
@@ -243,6 +236,14 @@ def load_chart(data: d.TelemetryData) -> Chart:
                              insidetextanchor="middle", textangle=0,
                              name=f"rank {rank + 1}", showlegend=False,
                              hovertemplate="%{y} %{text}: %{x:.1f}%<extra></extra>"),
+                      row=1, col=2)
+    rest = [r for r in rooms if r.others is not None]
+    if rest:
+        fig.add_trace(go.Bar(y=[r.room for r in rest], x=[100.0 * (r.others or 0.0) for r in rest],
+                             orientation="h", text=["others"] * len(rest), textposition="inside",
+                             insidetextanchor="middle", textangle=0, marker_color="#c7c7c7",
+                             name="others", showlegend=False,
+                             hovertemplate="%{y} everyone else: %{x:.1f}%<extra></extra>"),
                       row=1, col=2)
     fig.update_yaxes(categoryorder="array", categoryarray=room_names[::-1], row=1, col=2)
     fig.update_xaxes(title_text="% of room load", range=[0, 100], row=1, col=2)

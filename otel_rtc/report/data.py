@@ -25,19 +25,23 @@ from otel_rtc.core import names as n
 from otel_rtc.core.load import OTHERS
 
 __all__ = [
+    "LATENCIES",
     "NAIVE_WINDOW_S",
     "SIGNAL_FILES",
     "Hist",
     "Point",
     "ReportError",
-    "RoomLoad",
+    "RoomLoadSeries",
     "Span",
     "StreamRate",
     "TelemetryData",
     "counter_totals",
     "drops_over_time",
     "histograms_by",
+    "kernel_measured",
+    "latency_by_attempt",
     "load",
+    "quantile",
     "room_loads",
     "stream_rates",
 ]
@@ -73,6 +77,16 @@ def is_kernel_drop(name: str, attrs: Attrs = ()) -> bool:
         text = f"{a.get(n.ATTR_COMPONENT, '')} {a.get(n.ATTR_DROP_REASON, '')}".lower()
         return any(w in text for w in _KERNEL_WORDS)
     return False
+
+LATENCIES: tuple[tuple[str, str, str, dict[str, Any] | None], ...] = (
+    ("queue_wait", n.QUEUE_WAIT_DURATION, "queue wait", None),
+    ("processing", n.PROCESS_DURATION, "processing", None),
+    ("receive_to_finish", n.RECEIVE_TO_FINISH_DURATION, "receive → finish", None),
+    ("subscription", n.SUBSCRIPTION + ".duration", "subscription (successful attempts)",
+     {n.ATTR_OUTCOME: "success"}),
+)
+"""``(key, histogram, label, only series with these attributes)`` of the latencies shown
+by attempt kind (subscriptions: the attempts that succeeded)."""
 
 _DELTA = 1
 
@@ -459,6 +473,22 @@ def quantile(h: Hist, q: float) -> float | None:
     return h.max
 
 
+def latency_by_attempt(data: TelemetryData) -> dict[str, dict[Any, Hist]]:
+    """Final histograms by attempt kind (``otel_rtc.attempt``) of each latency found.
+
+    Returns:
+        ``{key: {attempt kind: histogram}}``, keys in :data:`LATENCIES` order:
+        ``queue_wait``, ``processing``, ``receive_to_finish`` (message handlers) and
+        ``subscription`` (successful subscription attempts).
+    """
+    out: dict[str, dict[Any, Hist]] = {}
+    for key, name, _, where in LATENCIES:
+        by_kind = histograms_by(data, name, n.ATTR_ATTEMPT, where)
+        if by_kind:
+            out[key] = by_kind
+    return out
+
+
 @dataclass
 class StreamRate:
     """Rates of one traffic stream (one series of ``otel_rtc.traffic.bytes``).
@@ -516,31 +546,33 @@ def stream_rates(data: TelemetryData, source: str = n.TRAFFIC_BYTES
 
 
 @dataclass
-class RoomLoad:
+class RoomLoadSeries:
     """Traffic load of one room.
 
     Attributes:
         room: The room.
         score: ``(time_ns, score/s)`` of the room.
         shares: The last export's top participants as ``(participant, share)``, largest
-            first (``_others``, last, folds the rest).
+            first.
+        others: The share of everyone else at the last export, if reported.
         participants: The last export's count of participants with traffic.
     """
 
     room: str
     score: list[tuple[int, float]] = field(default_factory=list)
     shares: list[tuple[str, float]] = field(default_factory=list)
+    others: float | None = None
     participants: int | None = None
 
 
-def room_loads(data: TelemetryData) -> list[RoomLoad]:
+def room_loads(data: TelemetryData) -> list[RoomLoadSeries]:
     """Rooms by their last load score, highest first."""
-    rooms: dict[str, RoomLoad] = {}
+    rooms: dict[str, RoomLoadSeries] = {}
     for attrs, pts in data.series(n.LOAD_SCORE).items():
         a = dict(attrs)
         if n.ATTR_ROOM in a and n.ATTR_PARTICIPANT not in a:
             room = str(a[n.ATTR_ROOM])
-            rooms.setdefault(room, RoomLoad(room)).score = [(p.time_ns, p.value) for p in pts]
+            rooms.setdefault(room, RoomLoadSeries(room)).score = [(p.time_ns, p.value) for p in pts]
     last: dict[str, tuple[int, list[tuple[str, float]]]] = {}
     for attrs, pts in data.series(n.LOAD_SHARE).items():
         a = dict(attrs)
@@ -555,8 +587,9 @@ def room_loads(data: TelemetryData) -> list[RoomLoad]:
             items.append((who, share))
         last[room] = (seen_t, items)
     for room, (_, items) in last.items():
-        # Largest first, the folded rest last.
-        rooms[room].shares = sorted(items, key=lambda kv: (kv[0] == OTHERS, -kv[1]))
+        rooms[room].shares = sorted(((who, v) for who, v in items if who != OTHERS),
+                                    key=lambda kv: -kv[1])
+        rooms[room].others = next((v for who, v in items if who == OTHERS), None)
     for attrs, pts in data.series(n.LOAD_PARTICIPANTS).items():
         room = str(dict(attrs).get(n.ATTR_ROOM))
         if room in rooms and pts:
