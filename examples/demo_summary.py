@@ -9,6 +9,7 @@ item cannot be shown, the summary says why instead of leaving it out.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import otel_rtc.report as d
@@ -125,31 +126,31 @@ def telemetry_lines(data: d.TelemetryData | None, *, why_missing: str, run_s: fl
         lines.append(_row("rates", _needs("no rate yet", run_s, export_s, 1.0)))
     else:
         s = streams[0]
-        lines.append(_row("rates", f"busiest stream {s.label}:"))
-        lines.append(_row("", f"true mean {_mbps(s.mean[-1][1])} · 1 s peak "
-                          f"{_mbps(s.peak_1s[-1][1]) if s.peak_1s else '-'} · 5 s peak "
-                          f"{_mbps(s.peak_5s[-1][1]) if s.peak_5s else '-'}"))
+        peak = max((v for _, v in s.peak_1s), default=None)
+        peak5 = max((v for _, v in s.peak_5s), default=None)
         naive = max((v for _, v in s.naive), default=None)
+        lines.append(_row("rates", f"busiest stream {s.label}, highest of any export:"))
+        lines.append(_row("", f"true rate {_mbps(max(v for _, v in s.mean))} · 1 s peak "
+                          f"{_mbps(peak)}" + (f" · 5 s peak {_mbps(peak5)}" if peak5 else "")))
         lines.append(_row("", f"naive (bytes since the previous export ÷ "
-                          f"{d.NAIVE_WINDOW_S:g} s): "
-                          + (f"up to {_mbps(naive)}" if naive is not None
-                             else "- (needs two exports)")))
-        if not s.peak_1s:
+                          f"{s.naive_window_s:g} s): "
+                          + (_mbps(naive) if naive is not None else "- (needs two exports)")))
+        if peak is None:
             lines.append(_row("", _needs("1 s peak", run_s, export_s, 1.0)))
-        if not s.peak_5s:
-            lines.append(_row("", _needs("5 s peak", run_s, export_s, 5.0)))
     # -- the top rooms by traffic load
     rooms = d.room_loads(data)
     if not sfu:
         lines.append(_row("room load", "skipped (--no-sfu)"))
     elif not rooms:
         lines.append(_row("room load", _needs("no load yet", run_s, export_s, 1.0)))
-    for i, r in enumerate(rooms[:TOP_ROOMS]):
+    else:
+        at = datetime.fromtimestamp(rooms[0].at_ns / 1e9, tz=timezone.utc)
+        lines.append(_row("room load", f"at the busiest export ({at:%H:%M:%S} UTC):"))
+    for r in rooms[:TOP_ROOMS]:
         top = ", ".join(f"{who} {share * 100:.0f}%"
                         for who, share in r.shares[:TOP_PARTICIPANTS])
         who = f"{r.participants} participants" if r.participants is not None else ""
-        lines.append(_row("room load" if i == 0 else "",
-                          f"{r.room}: score {r.score[-1][1] / 1e6:.1f} M/s ({who}; "
+        lines.append(_row("", f"{r.room}: score {r.score_at / 1e6:.1f} M/s ({who}; "
                           f"top {top or '-'})"))
     # -- drops by where they happened
     totals: dict[str, list[str]] = {"buffer": [], "kernel": [], "exporter": [], "other": []}

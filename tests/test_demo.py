@@ -127,16 +127,14 @@ def test_default_demo_shows_every_item(default_demo):
     # subscription timings by attempt kind
     for kind in ("first", "retry", "resume", "migration"):
         assert re.search(rf"\n\s+{kind}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+", summary), kind
-    # the busiest stream: true mean, 1 s and 5 s peaks, next to the naive rate
-    rates = re.search(r"true mean [\d.]+ Mbit/s · 1 s peak [\d.]+ Mbit/s · "
-                      r"5 s peak ([\d.]+ Mbit/s|-)", summary)
-    assert rates, summary
-    if rates.group(1) == "-":  # the busiest stream may have joined late: said so
-        assert "5 s peak: not for this stream yet: it started late in the run" in summary
-    assert re.search(r"naive \(bytes since the previous export ÷ 2 s\): up to [\d.]+ Mbit/s",
+    # the busiest stream: true rate and 1 s peak, next to the naive rate
+    assert re.search(r"rates\s+busiest stream room-\d/\w+ (up|down) \w+, highest of any "
+                     r"export:\n\s+true rate [\d.]+ Mbit/s · 1 s peak [\d.]+ Mbit/s", summary)
+    assert re.search(r"naive \(bytes since the previous export ÷ 2 s\): [\d.]+ Mbit/s",
                      summary)
     assert "needs ~" not in summary  # the default run is long enough for every item
     # the top rooms by traffic load, with their top participants
+    assert "room load        at the busiest export (" in summary
     assert len(re.findall(r"room-\d: score [\d.]+ M/s \(\d+ participants; top \w+ \d+%",
                           summary)) == 3
     # drops by where they happened; the kernel's honestly
@@ -176,23 +174,24 @@ def test_default_demo_shows_every_item(default_demo):
     assert res_attrs["service.name"] == {"stringValue": "otel-rtc-demo"}
 
 
-def _short_run(cwd: Path, *extra: str) -> str:
+def _short_run(cwd: Path, *extra: str, export_s: str = "1") -> str:
     env = {**demo_env(), "PYTHONPATH": str(ROOT)}
     res = subprocess.run(
         [sys.executable, "-m", "examples.demo", "--duration", "1.5", "--sfu-seconds", "2",
-         "--export-interval", "1", "--output-dir", "out", *extra],
+         "--export-interval", export_s, "--output-dir", "out", *extra],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     return res.stdout
 
 
 def test_short_run_explains_what_it_cannot_show_and_each_run_gets_a_fresh_folder(tmp_path):
-    first = _short_run(tmp_path)
+    first = _short_run(tmp_path, export_s="5")
     summary = _section(first, "Summary (1.5 s of load", "Legend")
-    # 2 s of SFU traffic with an export every second: no 5 s peak, and the summary says
-    # why and what to do, instead of leaving the line out
-    assert re.search(r"5 s peak: needs ~8 s of traffic \(first export at 1 s .*this run had "
-                     r"2 s: use --duration 8 or a lower --export-interval", summary), summary
+    # 2 s of SFU traffic and the first export only at its end: no rate yet, and the
+    # summary says why and what to do instead of leaving the line out
+    assert re.search(r"rates\s+no rate yet: needs ~8 s of traffic \(first export at 5 s .*"
+                     r"this run had 2 s: use --duration 8 or a lower --export-interval",
+                     summary), summary
     second = _short_run(tmp_path, "--no-sfu")
     assert "rates            skipped (--no-sfu)" in second
     dirs = sorted((tmp_path / "out").glob("demo-*"))

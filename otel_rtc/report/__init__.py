@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from otel_rtc.report.data import (
-    NAIVE_WINDOW_S,
     Hist,
     ReportError,
     RoomLoadSeries,
@@ -33,9 +32,7 @@ from otel_rtc.report.data import (
 )
 
 __all__ = [
-    "EXTRA_HINT",
     "Hist",
-    "NAIVE_WINDOW_S",
     "ReportError",
     "ReportExtraMissing",
     "RoomLoadSeries",

@@ -163,11 +163,13 @@ def rate_chart(data: d.TelemetryData) -> Chart:
     """True mean and 1 s peak against the naive rate, for the busiest streams."""
     streams = d.stream_rates(data)[:TOP_STREAMS]
     chart = Chart("rates", "True rate and 1 s peak vs the naive rate (busiest streams)",
-                  "Per stream, from the in-process rate processor: the mean over the "
-                  "stream's own span (otel_rtc.traffic.bytes.rate, window=span) and the "
-                  "highest rate over ~1 s of real samples (rate.peak, subwindow=1s), next "
-                  "to what a naive reader says: bytes since the previous export ÷ a "
-                  f"{d.NAIVE_WINDOW_S:g} s window. In Mbit/s.", None)
+                  "Per stream and export, from the in-process rate processor: the true rate "
+                  "(bytes since the previous export ÷ the time they cover; "
+                  "otel_rtc.traffic.bytes.rate, window=span) and the highest rate over ~1 s "
+                  "of real samples in that time (rate.peak, subwindow=1s), next to what a "
+                  "naive reader says: bytes since the previous export ÷ a "
+                  f"{d.NAIVE_WINDOW_S:g} s window. In Mbit/s. The busiest streams "
+                  "first.", None)
     if not streams:
         chart.note = ("No otel_rtc.traffic.bytes.rate series in metrics.jsonl: the default "
                       "processors derive them from TrafficAccounting counters "
@@ -177,7 +179,7 @@ def rate_chart(data: d.TelemetryData) -> Chart:
     rows = (len(streams) + cols - 1) // cols
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[s.label for s in streams],
                         vertical_spacing=0.18, horizontal_spacing=0.08)
-    lines = (("mean", "true mean (own span)", "#1f77b4", "solid", "lines+markers"),
+    lines = (("mean", "true rate (export's span)", "#1f77b4", "solid", "lines+markers"),
              ("peak_1s", "1 s peak", "#d62728", "solid", "lines+markers"),
              ("peak_5s", "5 s peak", "#ff7f0e", "dot", "lines+markers"),
              ("naive", f"naive: bytes since last export ÷ {d.NAIVE_WINDOW_S:g} s",
@@ -198,7 +200,7 @@ def rate_chart(data: d.TelemetryData) -> Chart:
     if not any(s.peak_1s for s in streams):
         chart.note = ("No 1 s peak yet: the sampler reads a stream's counters once a second "
                       "only after its first export, so peaks need a run of at least the "
-                      "export interval plus ~2 s.")
+                      "export interval plus ~3 s.")
     return chart
 
 
@@ -206,9 +208,10 @@ def load_chart(data: d.TelemetryData) -> Chart:
     """Room load score over time, and the top participants' shares of each room."""
     rooms = d.room_loads(data)
     chart = Chart("load", "Traffic load by room, with top participants",
-                  "Left: each room's load score over time (weighted bits/s + packets/s, "
-                  "otel_rtc.traffic.load.score). Right: the share of the room's load of its "
-                  "top participants at the last export, then everyone else; "
+                  "Left: each room's load score per export (weighted bits/s + packets/s "
+                  "since the previous export, otel_rtc.traffic.load.score). Right: the "
+                  "share of the room's load of its top participants at the busiest export, "
+                  "then everyone else; "
                   "otel_rtc.traffic.load.share).", None)
     if not rooms:
         chart.note = ("No otel_rtc.traffic.load.score series in metrics.jsonl: the load "
@@ -216,7 +219,7 @@ def load_chart(data: d.TelemetryData) -> Chart:
         return chart
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
                         subplot_titles=("room load score (million/s)",
-                                        "share of the room's load (last export)"))
+                                        "share of the room's load (busiest export)"))
     for r in rooms:
         x = [_ts(t) for t, _ in r.score]
         fig.add_trace(go.Scatter(x=x, y=[v / 1e6 for _, v in r.score], mode="lines+markers",

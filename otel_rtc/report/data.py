@@ -495,11 +495,13 @@ class StreamRate:
 
     Attributes:
         attrs: The stream's attributes (room, participant, direction, kind).
-        mean: ``(time_ns, B/s)``: the processor's mean over the series' own span.
-        peak_1s: ``(time_ns, B/s)``: the processor's 1 s peak.
-        peak_5s: ``(time_ns, B/s)``: the processor's 5 s peak.
+        mean: ``(time_ns, B/s)``: the processor's true rate: the increase since the
+            previous export ÷ the time it covers (``window=span``).
+        peak_1s: ``(time_ns, B/s)``: the processor's 1 s peak within that span.
+        peak_5s: ``(time_ns, B/s)``: the 5 s peak (opt-in: ``OTEL_RTC_RATE_PEAKS``).
         naive: ``(time_ns, B/s)``: bytes since the previous export ÷
-            :data:`NAIVE_WINDOW_S`.
+            :attr:`naive_window_s`.
+        naive_window_s: The naive reader's short window (:data:`NAIVE_WINDOW_S`).
     """
 
     attrs: Attrs
@@ -507,6 +509,7 @@ class StreamRate:
     peak_1s: list[tuple[int, float]] = field(default_factory=list)
     peak_5s: list[tuple[int, float]] = field(default_factory=list)
     naive: list[tuple[int, float]] = field(default_factory=list)
+    naive_window_s: float = NAIVE_WINDOW_S
 
     @property
     def label(self) -> str:
@@ -520,7 +523,11 @@ class StreamRate:
 
 def stream_rates(data: TelemetryData, source: str = n.TRAFFIC_BYTES
                  ) -> list[StreamRate]:
-    """Per-stream true rates, peaks and the naive rate, busiest stream (last mean) first."""
+    """Per-stream true rates, peaks and the naive rate, busiest stream first.
+
+    The busiest stream has the highest true rate of any export (each export's rate covers
+    the data since the previous export).
+    """
     streams: dict[Attrs, StreamRate] = {}
 
     def stream(attrs: Attrs) -> StreamRate:
@@ -540,8 +547,10 @@ def stream_rates(data: TelemetryData, source: str = n.TRAFFIC_BYTES
         if attrs in streams:
             streams[attrs].naive = [(t1, max(0.0, v1 - v0) / NAIVE_WINDOW_S) for (_, v0), (t1, v1)
                                     in itertools.pairwise(over_time(pts))]
-    found = [s for s in streams.values() if s.mean]
-    found.sort(key=lambda s: s.mean[-1][1], reverse=True)
+    # A stream whose every rate is 0 was only measured while idle (e.g. between a final
+    # flush and the shutdown export): nothing to show for it.
+    found = [s for s in streams.values() if any(v > 0 for _, v in s.mean)]
+    found.sort(key=lambda s: max(v for _, v in s.mean), reverse=True)
     return found
 
 
@@ -551,52 +560,64 @@ class RoomLoadSeries:
 
     Attributes:
         room: The room.
-        score: ``(time_ns, score/s)`` of the room.
-        shares: The last export's top participants as ``(participant, share)``, largest
-            first.
-        others: The share of everyone else at the last export, if reported.
-        participants: The last export's count of participants with traffic.
+        score: ``(time_ns, score/s)`` of the room, one point per export.
+        at_ns: The export the snapshot fields describe: the one where the rooms' scores
+            summed highest (each export's load covers only the data since the previous
+            one, so the last export of a run that wound down may be idle).
+        shares: The top participants at ``at_ns`` as ``(participant, share)``, largest
+            first (opt-in output: ``OTEL_RTC_LOAD_TOP_N``).
+        others: The share of everyone else at ``at_ns``, if reported.
+        participants: Participants with traffic at ``at_ns``, if reported.
     """
 
     room: str
     score: list[tuple[int, float]] = field(default_factory=list)
+    at_ns: int = 0
     shares: list[tuple[str, float]] = field(default_factory=list)
     others: float | None = None
     participants: int | None = None
 
+    @property
+    def score_at(self) -> float:
+        """The room's score at :attr:`at_ns` (0 when it had no point then)."""
+        return next((v for t, v in self.score if t == self.at_ns), 0.0)
+
 
 def room_loads(data: TelemetryData) -> list[RoomLoadSeries]:
-    """Rooms by their last load score, highest first."""
+    """Rooms by their score at the busiest export, highest first."""
     rooms: dict[str, RoomLoadSeries] = {}
     for attrs, pts in data.series(n.LOAD_SCORE).items():
         a = dict(attrs)
         if n.ATTR_ROOM in a and n.ATTR_PARTICIPANT not in a:
             room = str(a[n.ATTR_ROOM])
             rooms.setdefault(room, RoomLoadSeries(room)).score = [(p.time_ns, p.value) for p in pts]
-    last: dict[str, tuple[int, list[tuple[str, float]]]] = {}
+    totals: dict[int, float] = defaultdict(float)
+    for r in rooms.values():
+        for t, v in r.score:
+            totals[t] += v
+    if not any(v > 0 for v in totals.values()):
+        return []  # no export measured any traffic
+    # The busiest export; the latest of equals (an idle run ends with zeros).
+    at = max(totals, key=lambda t: (totals[t], t))
     for attrs, pts in data.series(n.LOAD_SHARE).items():
         a = dict(attrs)
         room, who = str(a.get(n.ATTR_ROOM)), str(a.get(n.ATTR_PARTICIPANT))
-        if room not in rooms or not pts:
+        share = next((p.value for p in pts if p.time_ns == at), None)
+        if room not in rooms or share is None:
             continue
-        t, share = pts[-1].time_ns, pts[-1].value
-        seen_t, items = last.get(room, (t, []))
-        if t > seen_t:  # an older participant's share is not part of the last top-N
-            seen_t, items = t, []
-        if t == seen_t:
-            items.append((who, share))
-        last[room] = (seen_t, items)
-    for room, (_, items) in last.items():
-        rooms[room].shares = sorted(((who, v) for who, v in items if who != OTHERS),
-                                    key=lambda kv: -kv[1])
-        rooms[room].others = next((v for who, v in items if who == OTHERS), None)
+        if who == OTHERS:
+            rooms[room].others = share
+        else:
+            rooms[room].shares.append((who, share))
     for attrs, pts in data.series(n.LOAD_PARTICIPANTS).items():
         room = str(dict(attrs).get(n.ATTR_ROOM))
-        if room in rooms and pts:
-            rooms[room].participants = int(pts[-1].value)
-    found = [r for r in rooms.values() if r.score]
-    found.sort(key=lambda r: r.score[-1][1], reverse=True)
-    return found
+        count = next((p.value for p in pts if p.time_ns == at), None)
+        if room in rooms and count is not None:
+            rooms[room].participants = int(count)
+    for r in rooms.values():
+        r.at_ns = at
+        r.shares.sort(key=lambda kv: -kv[1])
+    return sorted(rooms.values(), key=lambda r: r.score_at, reverse=True)
 
 
 def drop_where(name: str, attrs: Attrs) -> str | None:
