@@ -114,9 +114,6 @@ def pipe() -> Iterator[Any]:
     p.meter_provider.shutdown()
 
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 @dataclass(frozen=True)
 class DemoRun:
     """One finished demo run: what it printed and the folder it wrote."""
