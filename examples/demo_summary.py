@@ -187,7 +187,8 @@ def legend_lines(resend_timeout_ms: float, max_attempts: int, buffer_size: int) 
         ("participants", "participants with traffic in the room at the last export"),
         ("buffer", f"datagrams the full {buffer_size}-slot receive buffer refused "
                    "(otel_rtc.buffer.dropped)"),
-        ("kernel", "datagrams the socket's kernel receive queue dropped (SO_RXQ_OVFL)"),
+        ("kernel", "datagrams the kernel dropped, the server socket's receive buffer being "
+                   "full (chat.udp.receive_buffer.dropped)"),
         ("exporter", "spans, log records, metric points the export pipeline lost "
                      "(otel_rtc.telemetry.dropped, export.*)"),
         ("other", "items other components rejected (otel_rtc.telemetry.dropped); pubsub: "

@@ -84,11 +84,14 @@ def test_kernel_drops_are_recognised_when_a_counter_reports_them(tmp_path):
     _write(tmp_path, "metrics.jsonl", [
         _sum_doc("otel_rtc.buffer.dropped", [_pt(4, 1, otel_rtc__drop__reason="full")]),
         _sum_doc("example.socket.rxq_overflow.dropped", [_pt(6, 1)]),
+        _sum_doc("chat.udp.receive_buffer.dropped", [_pt(3, 1)]),  # examples/message_server
     ])
     data = d.load(tmp_path)
     assert d.kernel_measured(data)
     drops = d.drops_over_time(data)
     assert drops[("kernel", "example.socket.rxq_overflow.dropped")][-1][1] == 6.0
+    assert drops[("kernel", "chat.udp.receive_buffer.dropped")][-1][1] == 3.0
+    assert drops[("buffer", "otel_rtc.buffer.dropped: full")][-1][1] == 4.0
     # through the telemetry.dropped counter, by component
     (tmp_path / "metrics.jsonl").write_text(json.dumps(_sum_doc(
         "otel_rtc.telemetry.dropped",

@@ -55,7 +55,7 @@ NAIVE_WINDOW_S = 2.0
 mistake ``docs/rates.md`` describes (a report's bytes divided by a shorter window)."""
 
 
-_KERNEL_WORDS = ("kernel", "socket", "rxq", "ovfl")
+_KERNEL_WORDS = ("kernel", "socket", "rxq", "ovfl", "receive_buffer", "rcvbuf")
 _DROP_WORDS = ("drop", "overflow", "ovfl")
 
 
@@ -64,10 +64,12 @@ def is_kernel_drop(name: str, attrs: Attrs = ()) -> bool:
 
     A socket's receive-queue overflow (``SO_RXQ_OVFL``) is counted by the application
     that reads it, under a name of its choosing: a counter whose name speaks of the
-    kernel or the socket and of drops or overflows (``otel_rtc.socket.dropped``,
-    ``…kernel.rxq_overflow``…), or an ``otel_rtc.telemetry.dropped`` series whose
-    component or reason does. Shown when present; otherwise the summary and the report
-    say that the kernel's drops were not measured.
+    kernel, the socket or its receive buffer and of drops or overflows
+    (``chat.udp.receive_buffer.dropped`` in the example message server,
+    ``otel_rtc.socket.dropped``, ``…kernel.rxq_overflow``…), or an
+    ``otel_rtc.telemetry.dropped`` series whose component or reason does. Shown when
+    present; otherwise the summary and the report say that the kernel's drops were not
+    measured.
     """
     low = name.lower()
     if any(w in low for w in _KERNEL_WORDS) and any(w in low for w in _DROP_WORDS):
