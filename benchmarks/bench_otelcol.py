@@ -16,7 +16,8 @@ Variants, interleaved ``--repeats`` times (medians):
 * ``otelcol-rtc``: ``otlp`` receiver → ``batch`` → ``otlphttp`` exporter; and the same with
   ``rtcrate`` (otel_rtc's native processor, default settings: every point selected, rates,
   1 s peaks and the room load) before ``batch``. Target: with >= 0.9 x without. Also
-  ``rtcrate`` on a metric it does not select (``app.bytes``: passed through by name).
+  ``rtcrate`` on a metric it does not select (``app.bytes``: passed through by name), and
+  an SFU's export (the five traffic counters of each stream, two of them selected).
 * ``rotel-agent``: no processor; and ``otel_rtc.collector.processor`` (the Python one).
 
 otelcol-rtc is built by ``scripts/build_otelcol.sh`` (``./test.sh`` runs it). The write-up,
@@ -46,6 +47,32 @@ from tests._otelcol import OTELCOL_RTC, free_port
 from tests._otlp_receiver import OtlpReceiver
 
 NAME = "otel_rtc.traffic.bytes"
+SFU_NAMES = ("otel_rtc.traffic.bytes", "otel_rtc.traffic.packets", "otel_rtc.traffic.packets_lost",
+             "otel_rtc.traffic.packets_out_of_order", "otel_rtc.traffic.padding_bytes")
+"""What an SFU's TrafficAccounting exports per stream; rtcrate selects the first two."""
+
+
+def _sfu_requests(n_senders: int, rounds: int, series: int) -> list[list[bytes]]:
+    """Like ``_requests``, with the five traffic counters of each stream in each request."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    per_sender = []
+    for bodies in zip(*[_requests(n_senders, rounds, series // len(SFU_NAMES), name=n)
+                        for n in SFU_NAMES], strict=True):
+        merged = []
+        for parts in zip(*bodies, strict=True):
+            req = ExportMetricsServiceRequest()
+            req.ParseFromString(parts[0])
+            sm = req.resource_metrics[0].scope_metrics[0]
+            for extra in parts[1:]:
+                other = ExportMetricsServiceRequest()
+                other.ParseFromString(extra)
+                sm.metrics.append(other.resource_metrics[0].scope_metrics[0].metrics[0])
+            merged.append(req.SerializeToString())
+        per_sender.append(merged)
+    return per_sender
 
 
 def _otelcol_config(http_port: int, sink: str, native: bool) -> dict:
@@ -63,8 +90,18 @@ def _otelcol_config(http_port: int, sink: str, native: bool) -> dict:
 
 def bench_otelcol(native: bool, n_senders: int = 4, rounds: int = 60,
                   series: int = 500, name: str = NAME) -> tuple[float, float, int]:
-    """Source points/s through otelcol-rtc; CPU s per point; derived points received."""
-    bodies = _requests(n_senders, rounds, series, name=name)
+    """Source points/s through otelcol-rtc; CPU s per point; derived points received.
+
+    ``name`` ``"sfu"``: each request holds the five traffic counters of 100 streams
+    (``SFU_NAMES``, 500 points), of which rtcrate selects two.
+    """
+    sources = SFU_NAMES if name == "sfu" else (name,)
+    # the sources' .rate / .rate.peak points (as bench_processor counts them for Rotel)
+    rate_names = tuple(n + ".rate" for n in sources)
+    if name == "sfu":
+        bodies = _sfu_requests(n_senders, rounds, series)
+    else:
+        bodies = _requests(n_senders, rounds, series, name=name)
     total = n_senders * rounds * series
     with OtlpReceiver() as recv, tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -91,9 +128,9 @@ def bench_otelcol(native: bool, n_senders: int = 4, rounds: int = 60,
                     for rm in req.resource_metrics:
                         for sm in rm.scope_metrics:
                             for m in sm.metrics:
-                                if m.name == name:
+                                if m.name in sources:
                                     seen["source"] += len(m.sum.data_points)
-                                elif m.name.startswith(name + ".rate"):
+                                elif m.name.startswith(rate_names):
                                     seen["derived"] += len(m.gauge.data_points)
                 seen["requests"] = len(reqs)
                 return seen["source"]
@@ -121,7 +158,7 @@ def bench_otelcol(native: bool, n_senders: int = 4, rounds: int = 60,
             cpu = _cpu_s(proc.pid) - cpu0
             assert ok, seen
             assert seen["source"] == total, seen  # nothing duplicated or lost
-            if native and name == NAME:
+            if native and name != "app.bytes":
                 assert seen["derived"] > 0, seen  # the processor really derived
         finally:
             proc.terminate()
@@ -144,6 +181,10 @@ def main() -> None:
         "otelcol-rtc + rtcrate": lambda: bench_otelcol(True, rounds=args.rounds),
         "otelcol-rtc + rtcrate (unselected)": lambda: bench_otelcol(True, rounds=args.rounds,
                                                                     name="app.bytes"),
+        "otelcol-rtc (SFU export)": lambda: bench_otelcol(False, rounds=args.rounds,
+                                                          name="sfu"),
+        "otelcol-rtc (SFU export) + rtcrate": lambda: bench_otelcol(True, rounds=args.rounds,
+                                                                    name="sfu"),
         "rotel-agent": lambda: bench_collector(None, rounds=args.rounds, name=NAME),
         "rotel-agent + Python processor": lambda: bench_collector(
             processor_path(), rounds=args.rounds, name=NAME),
@@ -160,15 +201,16 @@ def main() -> None:
     print(f"# bench_otelcol: {platform.python_implementation()} {platform.python_version()}, "
           f"4 senders x 500 series x {args.rounds} s of 1 s data, median of {args.repeats}\n")
     print("| collector | processor | source points/s | vs. without | collector CPU µs/point "
-          "| derived points |")
+          "| .rate/.rate.peak points |")
     print("|---|---|---|---|---|---|")
     for base, with_ in (("otelcol-rtc", ("otelcol-rtc + rtcrate",
                                           "otelcol-rtc + rtcrate (unselected)")),
+                        ("otelcol-rtc (SFU export)", ("otelcol-rtc (SFU export) + rtcrate",)),
                         ("rotel-agent", ("rotel-agent + Python processor",))):
         b = statistics.median(pps[base])
         for k in (base, *with_):
             m = statistics.median(pps[k])
-            proc = "—" if k == base else k.split(" + ")[1]
+            proc = "—" if k == base else k.split(" + ", 1)[1]
             print(f"| {base} | {proc} | {m:,.0f} | {m / b:.2f}x | "
                   f"{statistics.median(cpu[k]) * 1e6:.1f} | {derived.get(k, 0):,} |")
     print("\nall runs (points/s):", {k: [round(x) for x in v] for k, v in pps.items()})
