@@ -469,3 +469,15 @@ def test_sdk_fallback_pipeline():
     m = p.metrics()
     assert m["otel_rtc.subscription.duration"][0].count == 1
     assert m["otel_rtc.subscription.attempts"][0].value == 1
+
+
+def test_muted_time_clamps_are_counted(env):
+    p, clock, ps = env
+    sub = ps.subscription("T", room="r", subscriber="b", kind="audio", muted=True)
+    clock.set(clock.now_ns - NS_PER_S)  # the clock goes back while muted
+    sub.unmute()
+    clock.advance(2 * NS_PER_S)
+    sub.complete()
+    assert sub.muted_wait_ns == 0
+    assert _self_telemetry._clamps.get("pubsub") == 1
+    assert points(p, "otel_rtc.subscription.duration")[("first", "success")].sum == 1.0

@@ -185,7 +185,7 @@ class Timer:
             if (not self._done and self._suspended_ns is None
                     and self._muted_since is not None):
                 now = self._owner._clock() if t_ns is None else t_ns
-                self._muted_ns += max(0, now - self._muted_since)
+                self._muted_ns += _elapsed(now, self._muted_since)
                 self._muted_since = None
         except Exception as exc:
             report_error("pubsub", exc)
@@ -280,14 +280,14 @@ class Timer:
                 count_clamp("pubsub")
                 end_ns = self.start_ns
             if self._muted_since is not None:
-                self._muted_ns += max(0, end_ns - self._muted_since)
+                self._muted_ns += _elapsed(end_ns, self._muted_since)
                 self._muted_since = None
             span = self.span
             attrs = _END_ATTRS[(self.kind, self.attempt, outcome)]
             muted_s = self._muted_ns / NS_PER_S
             duration = 0.0
             if outcome in TIMED_OUTCOMES:
-                duration = max(0, end_ns - self.start_ns - self._muted_ns) / NS_PER_S
+                duration = _elapsed(end_ns - self._muted_ns, self.start_ns) / NS_PER_S
                 ctx = span.get_span_context()
                 exemplar: SpanContext | None = ctx if ctx.trace_flags.sampled else None
                 self._op.end.record(attrs, (duration, muted_s if self._muted_ns else None),
@@ -669,6 +669,15 @@ class PubSubTelemetry:
     def subscribes(self, describe: Callable[..., Mapping[str, Any]]) -> Callable[[Any], Any]:
         """Decorator timing a subscribe function, call to return (see :meth:`publishes`)."""
         return _timing_decorator(self.subscription, describe)
+
+
+def _elapsed(later: int, earlier: int) -> int:
+    """``later - earlier``, clamped at 0 (a backwards clock), each clamp counted."""
+    d = later - earlier
+    if d < 0:
+        count_clamp("pubsub")
+        return 0
+    return d
 
 
 def _start_from(start: Callable[..., Timer], describe: Callable[..., Mapping[str, Any]],
