@@ -29,21 +29,18 @@ and task-safe context manager (``with handler:`` / ``async with handler:``).
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import functools
 import inspect
 import itertools
 import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
-from types import AsyncGeneratorType, GeneratorType
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import wrapt
 from opentelemetry import context as context_api
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from otel_rtc.core import names
 from otel_rtc.core.clock import NS_PER_S
@@ -58,9 +55,10 @@ from otel_rtc.instrumentation.recording import (
 from otel_rtc.instrumentation.self_telemetry import (
     count_clamp,
     count_drop,
-    exception_messages_allowed,
+    record_failure,
     report_error,
 )
+from otel_rtc.instrumentation.wrappers import bursts_wrapper, message_wrapper
 from otel_rtc.version import __version__
 
 __all__ = [
@@ -117,10 +115,6 @@ _MAX_ERROR_TYPES = 64
 _NO_MSG: Any = object()
 _CONSUMER = SpanKind.CONSUMER
 
-# Result types known not to need a deferred end (a generator or awaitable would): a
-# type seen once is remembered, so the check costs one set lookup per message.
-_IMMEDIATE: set[type] = {type(None), bool, int, float, str, bytes, tuple, list, dict}
-_MAX_IMMEDIATE = 256
 
 
 class _SeriesCap:
@@ -410,11 +404,11 @@ class MessageHandler:
             raise ValueError(f"MessageHandler decorates callables, got {func!r}")
         is_async = inspect.iscoroutinefunction(func)
         if self._plain:  # metrics or retroactive, nothing but times to take
-            wrapper = _message_wrapper(self._enter, self._exit, _stay, is_async)
+            wrapper = message_wrapper(self._enter, self._exit, _stay, is_async)
         elif self._metrics:
-            wrapper = _message_wrapper(self._begin, self._end, self._leave, is_async)
+            wrapper = message_wrapper(self._begin, self._end, self._leave, is_async)
         else:
-            wrapper = _bursts_wrapper(self._monitor, self._now, is_async,
+            wrapper = bursts_wrapper(self._monitor, self._now, is_async,
                                       inspect.isgeneratorfunction(func)
                                       or inspect.isasyncgenfunction(func))
         return wrapt.FunctionWrapper(func, wrapper)
@@ -610,197 +604,6 @@ class MessageHandler:
             return attrs
 
 
-# -- the wrapt wrappers: sync or async chosen once, at decoration time ---------------------
-
-def _message_wrapper(begin: Callable[[Any], Any], end: Callable[[Any, BaseException | None], None],
-                     leave: Callable[[Any], Any], is_async: bool) -> Callable[..., Any]:
-    """The wrapper of the metrics, retroactive and spans modes: ``begin``, call, ``end``."""
-    if is_async:
-        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            st = begin(args)
-            try:
-                result = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                end(st, exc)
-                raise
-            end(st, None)
-            return result
-
-        return async_wrapper
-
-    def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        st = begin(args)
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            end(st, exc)
-            raise
-        if type(result) in _IMMEDIATE:
-            end(st, None)
-            return result
-        return _end_later(result, functools.partial(end, leave(st)))
-
-    return sync_wrapper
-
-
-def _bursts_wrapper(mon: Any, now: Callable[[], int], is_async: bool, is_generator: bool
-                    ) -> Callable[..., Any]:
-    """The wrapper of the bursts mode: the monitor's two calls, nothing else.
-
-    That mode's target (a fifth of a no-op wrapt decorator and two clock reads on top
-    of them) leaves no room for per-message state, nor for a check of every result: a
-    generator or async generator function is known as such here and followed to its
-    end, but a plain function that returns an awaitable ends when it returns.
-    """
-    started, finished = mon.processing_started, mon.processing_finished
-
-    def finish(_exc: BaseException | None = None) -> None:
-        try:
-            finished(now())
-        except Exception as e:
-            report_error(_COMPONENT, e)
-
-    def start() -> bool:
-        if not mon.enabled:
-            return False
-        try:
-            started(now())
-        except Exception as e:
-            report_error(_COMPONENT, e)
-        return True
-
-    if is_async:
-        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not start():
-                return await wrapped(*args, **kwargs)
-            try:
-                return await wrapped(*args, **kwargs)
-            finally:
-                finish()
-
-        return async_wrapper
-
-    if is_generator:
-        def generator_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not start():
-                return wrapped(*args, **kwargs)
-            try:
-                gen = wrapped(*args, **kwargs)
-            except BaseException:
-                finish()
-                raise
-            return _end_later(gen, finish)
-
-        return generator_wrapper
-
-    def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not mon.enabled:
-            return wrapped(*args, **kwargs)
-        try:
-            started(now())
-        except Exception as e:
-            report_error(_COMPONENT, e)
-        try:
-            return wrapped(*args, **kwargs)
-        finally:
-            try:
-                finished(now())
-            except Exception as e:
-                report_error(_COMPONENT, e)
-
-    return sync_wrapper
-
-
-# -- results that end later: generators, async generators, awaitables ----------------------
-
-def _end_later(result: Any, on_end: Callable[[BaseException | None], None]) -> Any:
-    """Call ``on_end`` now, or when the generator or awaitable ``result`` ends."""
-    if isinstance(result, GeneratorType):
-        return _iterate(result, on_end)
-    if isinstance(result, AsyncGeneratorType):
-        return _aiterate(result, on_end)
-    if asyncio.isfuture(result):  # the same object back: callers may use it as a future
-        result.add_done_callback(lambda f: on_end(_outcome(f)))
-        return result
-    if inspect.isawaitable(result):
-        return _await(result, on_end)
-    if len(_IMMEDIATE) < _MAX_IMMEDIATE:
-        _IMMEDIATE.add(type(result))
-    on_end(None)
-    return result
-
-
-def _iterate(gen: Generator[Any, Any, Any], on_end: Callable[[BaseException | None], None]
-             ) -> Generator[Any, Any, Any]:
-    try:
-        result = yield from gen  # forwards send(), throw() and close()
-    except GeneratorExit:  # closed by its consumer: an early end, not a failure
-        on_end(None)
-        raise
-    except BaseException as exc:
-        on_end(exc)
-        raise
-    on_end(None)
-    return result
-
-
-async def _aiterate(agen: AsyncGenerator[Any, Any],
-                    on_end: Callable[[BaseException | None], None]) -> AsyncGenerator[Any, Any]:
-    step: Awaitable[Any] = agen.asend(None)
-    try:
-        while True:
-            try:
-                item = await step
-            except StopAsyncIteration:
-                break
-            try:
-                sent = yield item
-            except GeneratorExit:
-                await agen.aclose()
-                raise
-            except BaseException as thrown:  # athrow(): forwarded
-                step = agen.athrow(thrown)
-            else:
-                step = agen.asend(sent)
-    except GeneratorExit:
-        on_end(None)
-        raise
-    except BaseException as exc:
-        on_end(exc)
-        raise
-    on_end(None)
-
-
-async def _await(awaitable: Awaitable[Any], on_end: Callable[[BaseException | None], None]
-                 ) -> Any:
-    try:
-        result = await awaitable
-    except BaseException as exc:
-        on_end(exc)
-        raise
-    on_end(None)
-    return result
-
-
-def record_failure(span: Any, exc: BaseException | str, t_ns: int) -> None:
-    """Mark ``span`` failed by ``exc`` (an exception, or an ``error.type`` value).
-
-    Always: ``error.type``, ERROR status described by the type, and an ``exception``
-    event with ``exception.type``. The exception's message and stack trace only with
-    ``OTEL_RTC_RECORD_EXCEPTION_MESSAGES=true``
-    (:func:`~otel_rtc.instrumentation.self_telemetry.exception_messages_allowed`): a
-    message can quote the payload.
-    """
-    etype = exc if isinstance(exc, str) else type(exc).__qualname__
-    span.set_attribute(names.ATTR_ERROR_TYPE, etype)
-    if isinstance(exc, BaseException) and exception_messages_allowed():
-        span.set_status(Status(StatusCode.ERROR, f"{etype}: {exc}"))
-        span.record_exception(exc, timestamp=t_ns)
-    else:
-        span.set_status(Status(StatusCode.ERROR, etype))
-        span.add_event("exception", {"exception.type": etype}, timestamp=t_ns)
-
-
 def _stay(st: Any) -> Any:
     """A plain handler's state holds no span context to leave."""
     return st
@@ -809,8 +612,3 @@ def _stay(st: Any) -> Any:
 def _invalid_received(fallback: int | None = None) -> int | None:
     count_drop(_COMPONENT, "invalid_received")
     return fallback
-
-
-def _outcome(fut: Any) -> BaseException | None:
-    """The exception that ended a done future (``CancelledError`` when cancelled)."""
-    return asyncio.CancelledError() if fut.cancelled() else fut.exception()

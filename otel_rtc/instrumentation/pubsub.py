@@ -51,9 +51,13 @@ from opentelemetry.trace import Link, SpanContext, SpanKind
 from otel_rtc.core import names
 from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
 from otel_rtc.instrumentation.attributes import intern_attrs
-from otel_rtc.instrumentation.handler import record_failure
 from otel_rtc.instrumentation.recording import CounterSpec, HistogramSpec, Recorder
-from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
+from otel_rtc.instrumentation.self_telemetry import (
+    count_clamp,
+    count_drop,
+    record_failure,
+    report_error,
+)
 from otel_rtc.version import __version__
 
 __all__ = ["ATTEMPT_REASONS", "PubSubTelemetry", "Publication", "Subscription", "Timer"]

@@ -14,9 +14,12 @@ import os
 import threading
 import traceback
 from collections.abc import Iterable
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.trace import Status, StatusCode
 
+from otel_rtc.core import names
 from otel_rtc.core.env import env_bool
 
 _logger = logging.getLogger("otel_rtc")
@@ -49,6 +52,25 @@ def exception_messages_allowed() -> bool:
     if raw != _opt_in[0]:  # parse (and warn about a bad value) once per value
         _opt_in = (raw, env_bool(ENV_RECORD_EXCEPTION_MESSAGES, False))
     return _opt_in[1]
+
+
+def record_failure(span: Any, exc: BaseException | str, t_ns: int) -> None:
+    """Mark ``span`` failed by ``exc`` (an exception, or an ``error.type`` value).
+
+    Always: ``error.type``, ERROR status described by the type, and an ``exception``
+    event with ``exception.type``. The exception's message and stack trace only with
+    ``OTEL_RTC_RECORD_EXCEPTION_MESSAGES=true``
+    (:func:`~otel_rtc.instrumentation.self_telemetry.exception_messages_allowed`): a
+    message can quote the payload.
+    """
+    etype = exc if isinstance(exc, str) else type(exc).__qualname__
+    span.set_attribute(names.ATTR_ERROR_TYPE, etype)
+    if isinstance(exc, BaseException) and exception_messages_allowed():
+        span.set_status(Status(StatusCode.ERROR, f"{etype}: {exc}"))
+        span.record_exception(exc, timestamp=t_ns)
+    else:
+        span.set_status(Status(StatusCode.ERROR, etype))
+        span.add_event("exception", {"exception.type": etype}, timestamp=t_ns)
 
 
 def report_error(component: str, exc: BaseException) -> None:
