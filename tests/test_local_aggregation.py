@@ -412,3 +412,30 @@ def test_many_events_of_a_dropped_recorder_are_folded():
     assert p.count == 50 and list(p.bucket_counts) == [2, 11, 37]
     assert p.min == 0.0 and p.max == 3.92
     assert count.data.data_points[0].value == 100
+
+
+def test_a_recorder_follows_binding_changes_on_its_next_record():
+    # One Recorder per owner, made once: it re-resolves when bindings change.
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from otel_rtc.sdk.aggregation import bind_registry, unbind_registry
+
+    reader = InMemoryMetricReader()
+    mp = MeterProvider(metric_readers=[reader])
+    reg = LocalAggregationRegistry()
+    rec = Recorder([H], [C], mp)
+    assert not rec.buffered
+    rec.record(A, (0.5,), None, 0)  # through the SDK's own instruments
+    bind_registry(mp, reg)
+    assert rec.buffered
+    rec.record(A, (0.5,), None, 0)  # buffered for the registry
+    unbind_registry(mp)
+    assert not rec.buffered
+    rec.record(A, (0.5,), None, 0)
+    sdk = {m.name: m.data.data_points[0] for rm in reader.get_metrics_data().resource_metrics
+           for sm in rm.scope_metrics for m in sm.metrics if m.name.startswith("t.")}
+    assert sdk["t.latency"].count == 2 and sdk["t.count"].value == 2
+    local = {m.name: m.data.data_points[0] for m in reg.collect()}
+    assert local["t.latency"].count == 1 and local["t.count"].value == 1
+    mp.shutdown()
