@@ -45,14 +45,27 @@ func BenchmarkConsume(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	batches := make([]pmetric.Metrics, b.N)
+	// Few batches re-stamped in place: the source data does not dominate the heap.
+	const n = 8
+	batches := make([]pmetric.Metrics, n)
 	for i := range batches {
 		batches[i] = benchBatch(i)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := p.ConsumeMetrics(context.Background(), batches[i]); err != nil {
+		md := batches[i%n]
+		dps := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Sum().DataPoints()
+		for k := 0; k < dps.Len(); k++ {
+			dp := dps.At(k)
+			dp.SetTimestamp(pcommon.Timestamp(t0 + int64(i+1)*1e9))
+			dp.SetIntValue(int64((i + 1) * 1000 * (k + 1)))
+		}
+		// the derived scope appended by the previous pass over this batch
+		md.ResourceMetrics().At(0).ScopeMetrics().RemoveIf(func(sm pmetric.ScopeMetrics) bool {
+			return sm.Scope().Name() == scopeName
+		})
+		if err := p.ConsumeMetrics(context.Background(), md); err != nil {
 			b.Fatal(err)
 		}
 	}

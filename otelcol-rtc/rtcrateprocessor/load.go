@@ -1,10 +1,10 @@
 package rtcrateprocessor
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sort"
-	"strings"
 )
 
 // The per-room traffic load of one emission, as otel_rtc's Python core computes it
@@ -111,15 +111,36 @@ func (w LoadWeights) factors() [12]float64 {
 	return f
 }
 
-// roomLoads is the load of every room of one emission's readings. rows is reordered.
+// roomLoads is the load of every room of one emission's readings.
 func roomLoads(rows []loadRow, topN int, w LoadWeights) map[string]*roomLoad {
 	f := w.factors()
-	slices.SortFunc(rows, func(a, b loadRow) int {
-		if c := strings.Compare(a.room, b.room); c != 0 {
-			return c
+	// Group by (room, participant) through small integer ids: sorting integers is far
+	// cheaper than comparing strings (the order of rooms does not matter).
+	rooms, parts := map[string]uint64{}, map[string]uint64{}
+	keys := make([]uint64, len(rows))
+	for i := range rows {
+		r, ok := rooms[rows[i].room]
+		if !ok {
+			r = uint64(len(rooms))
+			rooms[rows[i].room] = r
 		}
-		return strings.Compare(a.participant, b.participant)
-	})
+		p, ok := parts[rows[i].participant]
+		if !ok {
+			p = uint64(len(parts))
+			parts[rows[i].participant] = p
+		}
+		keys[i] = r<<32 | p
+	}
+	order := make([]int32, len(rows))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(keys[a], keys[b]) })
+	sorted := make([]loadRow, len(rows))
+	for i, j := range order {
+		sorted[i] = rows[j]
+	}
+	rows = sorted
 	out := map[string]*roomLoad{}
 	var scored []participantLoad
 	for lo := 0; lo < len(rows); {
