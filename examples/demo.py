@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{summary.get('subscriptions.retry', 0)} retries; its traffic "
                       f"counters' true rates and load are in the metrics "
                       f"(otel_rtc.traffic.*.rate, otel_rtc.traffic.load.*; "
-                      f"docs/processor.md)", flush=True)
+                      f"{DOCS / 'processor.md'})", flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted", flush=True)
         status = 130
