@@ -10,10 +10,11 @@ from pathlib import Path
 CHROMIUM = shutil.which("chromium")
 
 # Offline and quiet: no first-run UI, no background fetches, no component updates, no
-# sync, no QUIC; a fresh, empty profile per call.
+# sync, no QUIC; a fresh, empty profile per call. No host name resolves, so a page that
+# needed anything from the network would not render: the report must be self-contained.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars")
+         "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND")
 
 
 def run(page: Path, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
