@@ -177,12 +177,15 @@ ROWS: list[tuple[str, list[tuple[str, str, str, list[dict], str]]]] = [
         ("Traffic rate, mean per export and over 1 min (otel_rtc)", "bps",
          "Bits per second per room and direction from otel_rtc's rate processor: the "
          "increase over each export's own span divided by that span (never "
-         "extrapolated), and its 1 min average downstream (avg_over_time).",
+         "extrapolated), and the 1 min average of the room's sum downstream "
+         "(avg_over_time of a subquery).",
          [t(f'sum by (otel_rtc_room, otel_rtc_direction) ('
             f'{{{BYTES_RATE}, {WINDOW}, otel_rtc_room=~"$room"}}) * 8',
             "{{otel_rtc_room}} {{otel_rtc_direction}}"),
-          t(f'sum by (otel_rtc_room, otel_rtc_direction) (avg_over_time('
-            f'{{{BYTES_RATE}, {WINDOW}, otel_rtc_room=~"$room"}}[1m])) * 8',
+          # The sum first, then its average over time (a subquery): a participant who
+          # left adds nothing after leaving, instead of its own average of its samples.
+          t(f'avg_over_time((sum by (otel_rtc_room, otel_rtc_direction) ('
+            f'{{{BYTES_RATE}, {WINDOW}, otel_rtc_room=~"$room"}}))[1m:]) * 8',
             "{{otel_rtc_room}} {{otel_rtc_direction}} 1 min")], "timeseries"),
         ("Traffic peak rate over sub-windows (otel_rtc)", "bps",
          "Highest 1 s rate (otel_rtc.rate.subwindow) within each export's span: the "
