@@ -47,6 +47,7 @@ from typing import Any
 from opentelemetry import metrics as metrics_api
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from otel_rtc.core import names
 from otel_rtc.instrumentation.attributes import AttrSet, intern_attrs
 from otel_rtc.instrumentation.recording import CounterSpec, Recorder
 from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
@@ -62,15 +63,15 @@ __all__ = [
 
 _COMPONENT = "buffer"
 
-ATTR_BUFFER_NAME = "otel_rtc.buffer.name"
-ATTR_DROP_REASON = "otel_rtc.drop.reason"
+ATTR_BUFFER_NAME = names.ATTR_BUFFER_NAME
+ATTR_DROP_REASON = names.ATTR_DROP_REASON
 
 BUFFER_DROP_REASONS = ("full", "drop_oldest")
 """``full``: the new item was refused; ``drop_oldest``: the oldest item was evicted."""
 
-ENQUEUED = CounterSpec("otel_rtc.buffer.enqueued", "{message}",
+ENQUEUED = CounterSpec(names.BUFFER_ENQUEUED, "{message}",
                        "Items accepted into an instrumented buffer.")
-DROPPED = CounterSpec("otel_rtc.buffer.dropped", "{message}",
+DROPPED = CounterSpec(names.BUFFER_DROPPED, "{message}",
                       "Items lost by an instrumented buffer because it was full, by reason.")
 
 _POLICIES = ("reject", "drop_oldest")
@@ -125,7 +126,7 @@ class _DepthGauge:
         self.buffers: weakref.WeakSet[Any] = weakref.WeakSet()
         meter = meter_provider.get_meter("otel_rtc", __version__)
         meter.create_observable_gauge(
-            "otel_rtc.buffer.depth",
+            names.BUFFER_DEPTH,
             callbacks=[self._observe],
             unit="{message}",
             description="Items waiting in an instrumented buffer.",

@@ -19,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanContext, SpanKind
 
+from otel_rtc.core import names
 from otel_rtc.core.bursts import BurstRecord, BurstTracker, FrameStats
 from otel_rtc.core.clock import Clock, wall_clock_ns
 from otel_rtc.core.switch import BurstSwitches, burst_switches
@@ -50,21 +51,21 @@ BURST_MESSAGES_BUCKETS: tuple[float, ...] = (
 """Messages per burst."""
 
 BURST_HISTOGRAMS: tuple[HistogramSpec, ...] = (
-    HistogramSpec("otel_rtc.burst.duration", "s",
+    HistogramSpec(names.BURST_DURATION, "s",
                   "Duration of message bursts: from the first message starting processing to "
                   "the input buffer being found empty. The worst-case latency bound.",
                   BURST_DURATION_BUCKETS),
-    HistogramSpec("otel_rtc.burst.messages", "{message}",
+    HistogramSpec(names.BURST_MESSAGES, "{message}",
                   "Messages processed per burst.", BURST_MESSAGES_BUCKETS),
-    HistogramSpec("otel_rtc.burst.break.duration", "s",
+    HistogramSpec(names.BURST_BREAK_DURATION, "s",
                   "Idle time between two bursts.", BURST_BREAK_BUCKETS),
 )
 
-ATTR_SOURCE = "otel_rtc.burst.source"
-ATTR_MESSAGE_COUNT = "otel_rtc.burst.message_count"
-ATTR_BREAK_BEFORE = "otel_rtc.burst.break_before"
-ATTR_WORST_CASE = "otel_rtc.burst.worst_case_latency"
-ATTR_INCOMPLETE = "otel_rtc.burst.incomplete"
+ATTR_SOURCE = names.ATTR_BURST_SOURCE
+ATTR_MESSAGE_COUNT = names.ATTR_BURST_MESSAGE_COUNT
+ATTR_BREAK_BEFORE = names.ATTR_BURST_BREAK_BEFORE
+ATTR_WORST_CASE = names.ATTR_BURST_WORST_CASE
+ATTR_INCOMPLETE = names.ATTR_BURST_INCOMPLETE
 
 _MAX_OPEN_SPANS = 8
 

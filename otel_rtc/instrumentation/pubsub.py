@@ -71,7 +71,7 @@ TIMED_OUTCOMES = frozenset({"success", "failure"})
 # A newer attempt with one of these reasons takes over an open attempt as ``resumed``.
 RESUMING_REASONS = frozenset({"resume", "migration"})
 MEDIA_KINDS = ("audio", "video", "data")
-OTHER = "_other"
+OTHER = names.OTHER
 
 PUBSUB_BUCKETS: tuple[float, ...] = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -98,12 +98,12 @@ SUBSCRIPTION_SPECS = _specs("subscription")
 _PREVIOUS_ATTEMPT = {"otel_rtc.link": "previous_attempt"}
 
 _START_ATTRS = {
-    (k, r): intern_attrs({"otel_rtc.media.kind": k, "otel_rtc.attempt": r})
+    (k, r): intern_attrs({names.ATTR_MEDIA_KIND: k, names.ATTR_ATTEMPT: r})
     for k in (*MEDIA_KINDS, OTHER) for r in ATTEMPT_REASONS
 }
 _END_ATTRS = {
-    (k, r, o): intern_attrs({"otel_rtc.media.kind": k, "otel_rtc.attempt": r,
-                             "otel_rtc.outcome": o})
+    (k, r, o): intern_attrs({names.ATTR_MEDIA_KIND: k, names.ATTR_ATTEMPT: r,
+                             names.ATTR_OUTCOME: o})
     for k in (*MEDIA_KINDS, OTHER) for r in ATTEMPT_REASONS for o in OUTCOMES
 }
 
@@ -301,7 +301,7 @@ class Timer:
                 # back or leave, not how long the SFU took, so only the counter sees it.
                 self._op.end.record(attrs, (None, None), None, now)
             if span.is_recording():
-                span.set_attribute("otel_rtc.outcome", outcome)
+                span.set_attribute(names.ATTR_OUTCOME, outcome)
                 if self._muted_ns:
                     span.set_attribute("otel_rtc.muted_wait", muted_s)
                 if successor is not None:
@@ -479,7 +479,7 @@ class PubSubTelemetry:
         sub = self._start(Subscription, self._sub, SpanKind.CONSUMER, "subscribe",
                           ("sub", room, subscriber, track), kind, reason, muted, t_ns, link_ctx)
         if publisher is not None and sub.span.is_recording():
-            sub.span.set_attribute("otel_rtc.publisher", publisher)
+            sub.span.set_attribute(names.ATTR_PUBLISHER, publisher)
         return sub
 
     def _start(self, cls: type[Timer], op: _Op, span_kind: SpanKind, verb: str,
@@ -522,15 +522,15 @@ class PubSubTelemetry:
             if span.is_recording():
                 _, room, participant, track = key
                 span.set_attributes({
-                    "messaging.system": self.messaging_system,
-                    "messaging.operation.name": verb,
-                    "messaging.operation.type": "send" if verb == "publish" else "receive",
-                    "messaging.destination.name": track,
-                    "otel_rtc.room": room,
-                    "otel_rtc.participant": participant,
-                    "otel_rtc.media.kind": kind,
-                    "otel_rtc.attempt": reason,
-                    "otel_rtc.attempt.number": number,
+                    names.ATTR_MESSAGING_SYSTEM: self.messaging_system,
+                    names.ATTR_MESSAGING_OPERATION_NAME: verb,
+                    names.ATTR_MESSAGING_OPERATION_TYPE: "send" if verb == "publish" else "receive",
+                    names.ATTR_MESSAGING_DESTINATION: track,
+                    names.ATTR_ROOM: room,
+                    names.ATTR_PARTICIPANT: participant,
+                    names.ATTR_MEDIA_KIND: kind,
+                    names.ATTR_ATTEMPT: reason,
+                    names.ATTR_ATTEMPT_NUMBER: number,
                 })
             timer = cls(self, op, key, kind, reason, number, now, span, muted)
             with self._lock:
@@ -654,9 +654,9 @@ class PubSubTelemetry:
         )
         if timer.span.is_recording():
             timer.span.add_event("otel_rtc.publication.high_delay", {
-                "otel_rtc.track": timer.track,
-                "otel_rtc.participant": timer.participant,
-                "otel_rtc.room": timer.room,
+                names.ATTR_TRACK: timer.track,
+                names.ATTR_PARTICIPANT: timer.participant,
+                names.ATTR_ROOM: timer.room,
                 "otel_rtc.publication.delay": duration,
             })
 

@@ -147,7 +147,7 @@ def _observe_errors(_options: CallbackOptions) -> Iterable[Observation]:
     with _lock:
         items = list(_errors.items())
     return [
-        Observation(v, {"otel_rtc.component": c, "error.type": t}) for (c, t), v in items
+        Observation(v, {names.ATTR_COMPONENT: c, names.ATTR_ERROR_TYPE: t}) for (c, t), v in items
     ]
 
 
@@ -155,7 +155,7 @@ def _observe_drops(_options: CallbackOptions) -> Iterable[Observation]:
     with _lock:
         items = list(_drops.items())
     return [
-        Observation(v, {"otel_rtc.component": c, "otel_rtc.drop.reason": r})
+        Observation(v, {names.ATTR_COMPONENT: c, names.ATTR_DROP_REASON: r})
         for (c, r), v in items
     ]
 
@@ -163,7 +163,7 @@ def _observe_drops(_options: CallbackOptions) -> Iterable[Observation]:
 def _observe_clamps(_options: CallbackOptions) -> Iterable[Observation]:
     with _lock:
         items = list(_clamps.items())
-    return [Observation(v, {"otel_rtc.component": c}) for c, v in items]
+    return [Observation(v, {names.ATTR_COMPONENT: c}) for c, v in items]
 
 
 _registered: set[int] = set()
@@ -175,19 +175,19 @@ def register_self_metrics(meter: Meter) -> None:
         return
     _registered.add(id(meter))
     meter.create_observable_counter(
-        "otel_rtc.internal.errors",
+        names.INTERNAL_ERRORS,
         callbacks=[_observe_errors],
         unit="{error}",
         description="Errors inside otel_rtc that were contained instead of raised.",
     )
     meter.create_observable_counter(
-        "otel_rtc.telemetry.dropped",
+        names.TELEMETRY_DROPPED,
         callbacks=[_observe_drops],
         unit="{item}",
         description="Telemetry input rejected by otel_rtc (invalid, over a cap, ...).",
     )
     meter.create_observable_counter(
-        "otel_rtc.internal.clamped",
+        names.INTERNAL_CLAMPED,
         callbacks=[_observe_clamps],
         unit="{duration}",
         description="Durations clamped at zero because the clock went backwards.",

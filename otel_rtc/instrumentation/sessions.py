@@ -25,6 +25,7 @@ from opentelemetry import metrics as metrics_api
 from opentelemetry._logs import SeverityNumber, get_logger
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from otel_rtc.core import names
 from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
 from otel_rtc.core.sessions import (
     DEFAULT_MAX_ENDED,
@@ -40,17 +41,17 @@ from otel_rtc.version import __version__
 
 __all__ = ["Session", "SessionEvent", "SessionRegistry"]
 
-JOINS = CounterSpec("otel_rtc.session.joins", "{session}", "Participant sessions started.")
-LEAVES = CounterSpec("otel_rtc.session.leaves", "{session}", "Participant sessions ended.")
+JOINS = CounterSpec(names.SESSION_JOINS, "{session}", "Participant sessions started.")
+LEAVES = CounterSpec(names.SESSION_LEAVES, "{session}", "Participant sessions ended.")
 SESSION_DURATION = HistogramSpec(
-    "otel_rtc.session.duration",
+    names.SESSION_DURATION,
     "s",
     "Participant session duration, participant_joined to participant_left.",
     (1.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0),
 )
 _NO_ATTRS = intern_attrs({})
 _LEAVE_ATTRS = {
-    r: intern_attrs({"otel_rtc.session.leave_reason": r})
+    r: intern_attrs({names.ATTR_LEAVE_REASON: r})
     for r in ("left", "resume_timeout", "closed", "evicted")
 }
 
@@ -112,7 +113,7 @@ class SessionRegistry:
             mp = meter_provider if meter_provider is not None else metrics_api.get_meter_provider()
             ref = weakref.ref(self)
             mp.get_meter("otel_rtc.sessions", __version__).create_observable_gauge(
-                "otel_rtc.session.active",
+                names.SESSION_ACTIVE,
                 callbacks=[lambda options: _observe_active(ref, options)],
                 unit="{session}",
                 description="Participant sessions connected (open or awaiting a resume).",
@@ -211,10 +212,10 @@ class SessionRegistry:
         lg = self._event_logger
         if lg is None:
             return
-        attrs: dict[str, Any] = {"otel_rtc.room": ev.room, "otel_rtc.participant": ev.participant}
+        attrs: dict[str, Any] = {names.ATTR_ROOM: ev.room, names.ATTR_PARTICIPANT: ev.participant}
         if ev.name == PARTICIPANT_LEFT:
-            attrs["otel_rtc.session.leave_reason"] = ev.reason
-            attrs["otel_rtc.session.duration"] = ev.duration_ns / NS_PER_S
+            attrs[names.ATTR_LEAVE_REASON] = ev.reason
+            attrs[names.SESSION_DURATION] = ev.duration_ns / NS_PER_S
             attrs["otel_rtc.session.resumes"] = ev.resumes
         lg.emit(
             timestamp=ev.time_ns,

@@ -43,6 +43,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
+from otel_rtc.core import names
 from otel_rtc.core.clock import wall_clock_ns
 from otel_rtc.instrumentation import recording
 from otel_rtc.instrumentation.attributes import AttrSet
@@ -489,7 +490,7 @@ def _ensure_always_collected(meter_provider: Any, registry: LocalAggregationRegi
             return [] if reg is None else [metrics_api.Observation(reg.series_count())]
 
         meter.create_observable_gauge(
-            "otel_rtc.local_aggregation.series",
+            names.LOCAL_AGGREGATION_SERIES,
             callbacks=[observe],
             unit="{series}",
             description="Series held by otel_rtc's local aggregation for the export stage.",
