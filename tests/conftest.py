@@ -94,12 +94,12 @@ def rotel_collector() -> Iterator[Callable[..., RotelCollector]]:
 def fresh_self_telemetry() -> Iterator[None]:
     """Zeroed self-telemetry counters and no buffer enqueue stamp left in this context."""
     from otel_rtc.instrumentation import self_telemetry as _self_telemetry
-    from otel_rtc.instrumentation.buffers import _last_enqueue
+    from otel_rtc.instrumentation.buffers import enqueue_stamp
 
     _self_telemetry._reset_for_tests()
-    token = _last_enqueue.set(None)
+    token = enqueue_stamp.set(None)
     yield
-    _last_enqueue.reset(token)
+    enqueue_stamp.reset(token)
     _self_telemetry._reset_for_tests()
 
 

@@ -13,7 +13,7 @@ from otel_rtc.instrumentation.buffers import (
     BoundedBuffer,
     InstrumentedAsyncQueue,
     InstrumentedQueue,
-    last_enqueue_ns,
+    enqueue_stamp,
 )
 from otel_rtc.instrumentation.bursts import BurstMonitor
 from otel_rtc.testing import make_test_pipeline
@@ -48,8 +48,8 @@ def test_queue_drops_raise_like_stdlib_and_are_counted(pipe):
     assert q.offer("f") is False
     assert len(q) == q.qsize() == 2
     assert series(pipe, "otel_rtc.buffer.depth") == {("rx", None): 2}
-    assert q.get() == "a" and last_enqueue_ns() == BASE
-    assert q.get_nowait() == "b" and last_enqueue_ns() == BASE + MS
+    assert q.get() == "a" and enqueue_stamp.get() == BASE
+    assert q.get_nowait() == "b" and enqueue_stamp.get() == BASE + MS
     with pytest.raises(queue.Empty):
         q.get_nowait()
     assert q.offer("g") is True
@@ -65,7 +65,7 @@ def test_queue_between_threads(pipe):
 
     def consumer():
         for _ in range(500):
-            got.append((q.get(), last_enqueue_ns()))
+            got.append((q.get(), enqueue_stamp.get()))
 
     t = threading.Thread(target=consumer)
     t.start()
@@ -75,7 +75,7 @@ def test_queue_between_threads(pipe):
     assert [g[0] for g in got] == list(range(500))
     stamps = [g[1] for g in got]
     assert all(s is not None for s in stamps) and stamps == sorted(stamps)
-    assert last_enqueue_ns() is None  # the stamp lives in the consumer thread only
+    assert enqueue_stamp.get() is None  # the stamp lives in the consumer thread only
 
 
 async def test_async_queue(pipe):
@@ -86,7 +86,7 @@ async def test_async_queue(pipe):
     with pytest.raises(asyncio.QueueFull):
         q.put_nowait(4)
     assert len(q) == 2
-    assert await q.get() == 1 and last_enqueue_ns() == BASE
+    assert await q.get() == 1 and enqueue_stamp.get() == BASE
     clock.advance(MS)
 
     await q.put(6)  # room for one: goes straight in
@@ -117,7 +117,7 @@ def test_bounded_buffer_policies(pipe):
         assert old.push(i) is True
     assert [rej.pop(), rej.pop()] == [0, 1]
     assert old.pop_stamped() == (BASE + 4 * MS, 3)
-    assert old.poll() == 4 and last_enqueue_ns() == BASE + 5 * MS
+    assert old.poll() == 4 and enqueue_stamp.get() == BASE + 5 * MS
     assert old.poll("none") == "none"
     with pytest.raises(IndexError):
         rej.pop()

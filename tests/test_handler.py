@@ -17,7 +17,7 @@ from otel_rtc.instrumentation import self_telemetry as _self_telemetry
 from otel_rtc.instrumentation.buffers import (
     BoundedBuffer,
     InstrumentedQueue,
-    last_enqueue_ns,
+    enqueue_stamp,
 )
 from otel_rtc.instrumentation.bursts import BurstMonitor
 from otel_rtc.instrumentation.handler import (
@@ -695,13 +695,13 @@ def test_enqueue_stamp_is_used_once(pipe):
     q.put(1)
     clock.advance(3 * MS)
     q.get()
-    assert last_enqueue_ns() == BASE
+    assert enqueue_stamp.get() == BASE
     with h as s1:
         pass
     with h as s2:  # nothing taken from a buffer since: unknown, not the stale stamp
         pass
     assert s1.received_ns == BASE and s2.received_ns is None
-    assert last_enqueue_ns() is None
+    assert enqueue_stamp.get() is None
 
 
 def test_explicit_received_beats_extractor_and_stamp(pipe):

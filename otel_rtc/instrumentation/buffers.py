@@ -8,7 +8,7 @@ both visible:
 * every item is stamped with its enqueue time (epoch ns); taking an item out of a
   buffer publishes that stamp in a context variable, where
   :class:`otel_rtc.instrumentation.handler.MessageHandler` picks it up as the message's
-  received time (see :func:`last_enqueue_ns`);
+  received time (see :data:`enqueue_stamp`);
 * an item refused because the buffer is full is counted in
   ``otel_rtc.buffer.dropped{otel_rtc.drop.reason}`` (and in the self-telemetry
   ``otel_rtc.telemetry.dropped``), never silently;
@@ -58,7 +58,7 @@ __all__ = [
     "BoundedBuffer",
     "InstrumentedAsyncQueue",
     "InstrumentedQueue",
-    "last_enqueue_ns",
+    "enqueue_stamp",
 ]
 
 _COMPONENT = "buffer"
@@ -76,19 +76,12 @@ DROPPED = CounterSpec(names.BUFFER_DROPPED, "{message}",
 
 _POLICIES = ("reject", "drop_oldest")
 
-_last_enqueue: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+enqueue_stamp: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "otel_rtc_last_enqueue_ns", default=None
 )
-
-
-def last_enqueue_ns() -> int | None:
-    """The enqueue stamp (epoch ns) of the item last taken from an instrumented buffer.
-
-    Per thread and per asyncio task (a context variable). A
-    :class:`~otel_rtc.instrumentation.handler.MessageHandler` entered afterwards in the same context
-    uses it as the message's received time and clears it, so a stamp is used once.
-    """
-    return _last_enqueue.get()
+"""The enqueue stamp of the item last taken from an instrumented buffer, in this thread
+or task: set by the buffers, read and cleared by ``MessageHandler`` (the one seam
+between them; a context variable, so the handler's hot path reads it without a call)."""
 
 
 def resolve_monitor(bursts: Any, default_name: str, tracer_provider: Any, meter_provider: Any
@@ -220,7 +213,7 @@ class InstrumentedQueue(queue.Queue):  # type: ignore[type-arg]
     timeout expires); each such refusal is counted as a drop with reason ``full``
     first. :meth:`offer` is the non-raising form. A ``get`` that finds the queue empty
     tells the burst monitor, then blocks as usual. After a ``get`` the item's enqueue
-    stamp is available through :func:`last_enqueue_ns` in the getting thread.
+    stamp is available through :data:`enqueue_stamp` in the getting thread.
 
     Args:
         maxsize: Capacity (>= 1).
@@ -262,7 +255,7 @@ class InstrumentedQueue(queue.Queue):  # type: ignore[type-arg]
 
     def _get(self) -> Any:
         t, item = self.queue.popleft()
-        _last_enqueue.set(t)
+        enqueue_stamp.set(t)
         return item
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
@@ -305,7 +298,7 @@ class InstrumentedAsyncQueue(asyncio.Queue):  # type: ignore[type-arg]
     instead (use it from ``DatagramProtocol.datagram_received``). ``await put()``
     waits for room and never drops. ``get``/``get_nowait`` on an empty queue end the
     burst in progress. After a get, the item's enqueue stamp is available through
-    :func:`last_enqueue_ns` in the getting task.
+    :data:`enqueue_stamp` in the getting task.
 
     Args:
         maxsize: Capacity (>= 1).
@@ -345,7 +338,7 @@ class InstrumentedAsyncQueue(asyncio.Queue):  # type: ignore[type-arg]
 
     def _get(self) -> Any:
         t, item = self._queue.popleft()  # type: ignore[attr-defined]
-        _last_enqueue.set(t)
+        enqueue_stamp.set(t)
         return item
 
     def put_nowait(self, item: Any) -> None:
@@ -475,7 +468,7 @@ class BoundedBuffer:
         if pair is None:
             self._telemetry.empty()
             raise IndexError("pop from an empty BoundedBuffer")
-        _last_enqueue.set(pair[0])
+        enqueue_stamp.set(pair[0])
         return pair[1]
 
     def poll(self, default: Any = None) -> Any:
@@ -485,7 +478,7 @@ class BoundedBuffer:
         if pair is None:
             self._telemetry.empty()
             return default
-        _last_enqueue.set(pair[0])
+        enqueue_stamp.set(pair[0])
         return pair[1]
 
     def pop_stamped(self) -> tuple[int, Any]:
@@ -499,5 +492,5 @@ class BoundedBuffer:
         if pair is None:
             self._telemetry.empty()
             raise IndexError("pop from an empty BoundedBuffer")
-        _last_enqueue.set(pair[0])
+        enqueue_stamp.set(pair[0])
         return pair

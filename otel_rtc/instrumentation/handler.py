@@ -45,7 +45,7 @@ from opentelemetry.trace import SpanKind
 from otel_rtc.core import names
 from otel_rtc.core.clock import NS_PER_S
 from otel_rtc.instrumentation.attributes import AttrSet, intern_attrs
-from otel_rtc.instrumentation.buffers import _last_enqueue, resolve_monitor
+from otel_rtc.instrumentation.buffers import enqueue_stamp, resolve_monitor
 from otel_rtc.instrumentation.recording import (
     MESSAGING_DURATION_BUCKETS,
     CounterSpec,
@@ -420,9 +420,9 @@ class MessageHandler:
             now = self._now()
             # received: explicit, extractor, then the buffer's enqueue stamp (always
             # consumed so a stale stamp never reaches a later message)
-            r = _last_enqueue.get()
+            r = enqueue_stamp.get()
             if r is not None:
-                _last_enqueue.set(None)
+                enqueue_stamp.set(None)
             if not args:
                 return now, r, _NO_MSG
             msg = args[0]

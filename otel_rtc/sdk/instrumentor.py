@@ -141,15 +141,10 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 self._started_watcher = False
             mp = self._bound() if self._bound is not None else None
             self._bound = None
-            if mp is not None:
-                _unbind(mp)
+            if mp is not None:  # instrumentations go back to the SDK's record()
+                _local_aggregation.unbind_registry(mp)
             if self._telemetry is not None:
                 telemetry, self._telemetry = self._telemetry, None
                 telemetry.shutdown()
         except Exception as exc:
             report_error("instrumentor", exc)
-
-
-def _unbind(meter_provider: Any) -> None:
-    """Stop buffering for ``meter_provider``: instrumentations go back to SDK ``record()``."""
-    _local_aggregation.unbind_registry(meter_provider)
