@@ -63,6 +63,7 @@ __all__ = [
     "FILE_NAMES",
     "Telemetry",
     "configure",
+    "sdk_providers_installed",
 ]
 
 _logger = logging.getLogger("otel_rtc")
@@ -174,6 +175,11 @@ def _global_logger_provider_set() -> bool:
     except ImportError:  # pragma: no cover - older API layout
         return False
     return not isinstance(_logs.get_logger_provider(), ProxyLoggerProvider)
+
+
+def sdk_providers_installed() -> bool:
+    """Whether a global tracer or meter provider is already installed (e.g. by a configurator)."""
+    return _global_tracer_provider_set() or _global_meter_provider_set()
 
 
 # -- the handle --------------------------------------------------------------------------

@@ -97,9 +97,8 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from opentelemetry import metrics
 
         from otel_rtc.sdk.configure import (
-            _global_meter_provider_set,
-            _global_tracer_provider_set,
             configure,
+            sdk_providers_installed,
         )
 
         self._telemetry = None
@@ -110,8 +109,7 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         want_configure = kwargs.get("configure")
         if want_configure is None:
             want_configure = _auto_configure_enabled()
-        if (want_configure and mp is None and not _global_meter_provider_set()
-                and not _global_tracer_provider_set()):
+        if want_configure and mp is None and not sdk_providers_installed():
             # No configurator installed the SDK: set it up ourselves.
             self._telemetry = configure()
             _logger.info("otel_rtc: no SDK configured by opentelemetry-instrument; "
