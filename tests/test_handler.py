@@ -676,6 +676,35 @@ def test_bursts_mode_records_no_metrics(pipe, monitor):
     assert len(pipe.spans()) == 1
 
 
+async def test_bursts_mode_follows_generators_and_returned_awaitables_to_their_end(
+        pipe, monitor):
+    mon, clock, _ = monitor
+    h = handler(pipe, mode="bursts", bursts=mon, clock=clock)
+
+    @h
+    def gen(msg):
+        clock.advance(MS)
+        yield msg
+        clock.advance(MS)
+
+    async def work():
+        await asyncio.sleep(0)
+        clock.advance(3 * MS)
+        return "done"
+
+    @h
+    def returns_awaitable(msg):
+        return work()  # a coroutine, not awaited here
+
+    assert list(gen(0)) == [0]
+    assert mon._tracker.last_finish_ns == BASE + 2 * MS
+    assert await returns_awaitable(0) == "done"
+    assert mon._tracker.last_finish_ns == BASE + 5 * MS  # the awaitable's end, not the return
+    mon.buffer_empty(clock())
+    [b] = mon.raw()
+    assert b.message_count == 2
+
+
 def test_bursts_true_uses_destination_monitor(pipe):
     from otel_rtc.instrumentation.bursts import get_burst_monitor
 

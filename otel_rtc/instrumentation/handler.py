@@ -408,9 +408,7 @@ class MessageHandler:
         elif self._metrics:
             wrapper = message_wrapper(self._begin, self._end, self._leave, is_async)
         else:
-            wrapper = bursts_wrapper(self._monitor, self._now, is_async,
-                                      inspect.isgeneratorfunction(func)
-                                      or inspect.isasyncgenfunction(func))
+            wrapper = bursts_wrapper(self._monitor, self._now, is_async)
         return wrapt.FunctionWrapper(func, wrapper)
 
     # -- per message: entry and exit ---------------------------------------------------

@@ -61,14 +61,11 @@ def message_wrapper(begin: Callable[[Any], Any], end: Callable[[Any, BaseExcepti
     return sync_wrapper
 
 
-def bursts_wrapper(mon: Any, now: Callable[[], int], is_async: bool, is_generator: bool
-                   ) -> Callable[..., Any]:
-    """The wrapper of the bursts mode: the monitor's two calls, nothing else.
+def bursts_wrapper(mon: Any, now: Callable[[], int], is_async: bool) -> Callable[..., Any]:
+    """The wrapper of the bursts mode: the monitor's two calls around the work.
 
-    That mode's target (a fifth of a no-op wrapt decorator and two clock reads on top
-    of them) leaves no room for per-message state, nor for a check of every result: a
-    generator or async generator function is known as such here and followed to its
-    end, but a plain function that returns an awaitable ends when it returns.
+    Like :func:`message_wrapper`, a generator, async generator or awaitable that a sync
+    handler returns ends the message when it ends (one set lookup on the result).
     """
     started, finished = mon.processing_started, mon.processing_finished
 
@@ -78,38 +75,20 @@ def bursts_wrapper(mon: Any, now: Callable[[], int], is_async: bool, is_generato
         except Exception as e:
             report_error(_COMPONENT, e)
 
-    def start() -> bool:
-        if not mon.enabled:
-            return False
-        try:
-            started(now())
-        except Exception as e:
-            report_error(_COMPONENT, e)
-        return True
-
     if is_async:
         async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not start():
+            if not mon.enabled:
                 return await wrapped(*args, **kwargs)
+            try:
+                started(now())
+            except Exception as e:
+                report_error(_COMPONENT, e)
             try:
                 return await wrapped(*args, **kwargs)
             finally:
                 finish()
 
         return async_wrapper
-
-    if is_generator:
-        def generator_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not start():
-                return wrapped(*args, **kwargs)
-            try:
-                gen = wrapped(*args, **kwargs)
-            except BaseException:
-                finish()
-                raise
-            return end_later(gen, finish)
-
-        return generator_wrapper
 
     def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         if not mon.enabled:
@@ -119,12 +98,18 @@ def bursts_wrapper(mon: Any, now: Callable[[], int], is_async: bool, is_generato
         except Exception as e:
             report_error(_COMPONENT, e)
         try:
-            return wrapped(*args, **kwargs)
-        finally:
+            result = wrapped(*args, **kwargs)
+        except BaseException:
+            finish()
+            raise
+        if type(result) in _IMMEDIATE:
+            # Inlined finish(): this is the mode's whole per-message budget.
             try:
                 finished(now())
             except Exception as e:
                 report_error(_COMPONENT, e)
+            return result
+        return end_later(result, finish)
 
     return sync_wrapper
 
