@@ -34,14 +34,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_processor import _cpu_s, _requests, bench_collector
+from bench_processor import _cpu_s, _requests, bench_collector, post_in_parallel
 
 from tests._otelcol import OTELCOL_RTC, free_port
 from tests._otlp_receiver import OtlpReceiver
@@ -135,24 +134,10 @@ def bench_otelcol(native: bool, n_senders: int = 4, rounds: int = 60,
                 seen["requests"] = len(reqs)
                 return seen["source"]
 
-            def send(my_bodies: list[bytes]) -> None:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                for b in my_bodies:
-                    conn.request("POST", "/v1/metrics", body=b,
-                                 headers={"Content-Type": "application/x-protobuf"})
-                    resp = conn.getresponse()
-                    resp.read()
-                    assert resp.status == 200, resp.status
-                conn.close()
-
             time.sleep(0.5)  # let the collector finish starting (its CPU is not counted)
             cpu0 = _cpu_s(proc.pid)
             t = time.perf_counter()
-            threads = [threading.Thread(target=send, args=(b,)) for b in bodies]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
+            post_in_parallel(port, bodies)
             ok = recv.wait_for(lambda r: count(r) >= total, timeout=300)
             dt = time.perf_counter() - t
             cpu = _cpu_s(proc.pid) - cpu0

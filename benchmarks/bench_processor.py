@@ -257,6 +257,25 @@ def _cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def post_in_parallel(port: int, bodies: list[list[bytes]]) -> None:
+    """POST each sender's OTLP/HTTP bodies on a connection of its own, all senders at once."""
+    def send(my_bodies: list[bytes]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for b in my_bodies:
+            conn.request("POST", "/v1/metrics", body=b,
+                         headers={"Content-Type": "application/x-protobuf"})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200, resp.status
+        conn.close()
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in bodies]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+
 def bench_collector(processor, n_senders=4, rounds=60, series=500,
                     name="otel_rtc.traffic.bytes"):
     """Points/s through ``rotel-agent`` with ``processor`` (a path, or None).
@@ -290,24 +309,10 @@ def bench_collector(processor, n_senders=4, rounds=60, series=500,
                 seen["requests"] = len(reqs)
                 return seen["source"]
 
-            def send(my_bodies):
-                conn = http.client.HTTPConnection("127.0.0.1", col.http_port, timeout=60)
-                for b in my_bodies:
-                    conn.request("POST", "/v1/metrics", body=b,
-                                 headers={"Content-Type": "application/x-protobuf"})
-                    resp = conn.getresponse()
-                    resp.read()
-                    assert resp.status == 200, resp.status
-                conn.close()
-
             time.sleep(0.5)  # let the agent finish starting (its CPU is not counted)
             cpu0 = _cpu_s(col.pid)
             t = time.perf_counter()
-            threads = [threading.Thread(target=send, args=(b,)) for b in bodies]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
+            post_in_parallel(col.http_port, bodies)
             ok = recv.wait_for(lambda r: count(r) >= total, timeout=300)
             dt = time.perf_counter() - t
             cpu = _cpu_s(col.pid) - cpu0
