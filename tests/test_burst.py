@@ -113,9 +113,8 @@ REALISTIC = [
 def replay(timeline, tracker):
     """Drive a single worker: find the buffer empty before and after the busy period."""
     tracker.buffer_empty(ms(0))  # idle: no burst to end
-    for _name, _arrived, start, finish in timeline:
+    for _name, _arrived, start, _finish in timeline:
         tracker.processing_started(ms(start))
-        tracker.processing_finished(ms(finish))
     tracker.buffer_empty(ms(timeline[-1][3]))
 
 
@@ -262,16 +261,13 @@ def test_log_line_round_trips_as_json():
 def test_burst_straddling_a_frame_is_counted_whole_where_it_ends():
     tr = BurstTracker(clock=ManualClock(ms(0)))
     tr.processing_started(ms(1))
-    tr.processing_finished(ms(2))
     tr.buffer_empty(ms(3))  # burst 1: 1..3
     tr.processing_started(ms(8))  # burst 2 starts in frame 1 (break 5 ms) ...
-    tr.processing_finished(ms(9))
     f1 = tr.take_frame(ms(10))
     assert tr.in_burst
     assert f1.data_points == 1 and f1.total_message_count == 1
     assert f1.worst_case_latency_s == pytest.approx(0.002)  # open burst: 8..10
     tr.processing_started(ms(11))
-    tr.processing_finished(ms(14))
     tr.buffer_empty(ms(14))  # ... and ends in frame 2
     f2 = tr.take_frame(ms(20))
     assert f2.frame_time_dur == pytest.approx(0.010)
@@ -354,7 +350,6 @@ def test_frames_match_brute_force_over_raw_records(script):
             tr.processing_started(t)
             total_started += 1
             t += step[2] * 1000
-            tr.processing_finished(t)
         else:
             t += step[1] * 1000
             if step[0] == "empty":
@@ -426,17 +421,16 @@ def test_invalid_timestamps_are_dropped_not_raised():
     assert not tr.in_burst
     tr.processing_started(ms(1))
     tr.processing_started(2.0)  # type: ignore[arg-type]  # inside a burst: rejected too
-    tr.processing_finished(2.5)  # type: ignore[arg-type]
     tr.buffer_empty(1.5)  # type: ignore[arg-type]
     assert tr.in_burst
     tr.buffer_empty(ms(3))
-    assert drops == ["invalid"] * 4
+    assert drops == ["invalid"] * 3
     # Only accepted messages count: the rejected ones are in no burst.
     assert tr.raw()[0].message_count == 1
     tr.processing_started(True)  # type: ignore[arg-type]  # a bool is not a timestamp
     tr.processing_started(ms(5))
     tr.buffer_empty(ms(6))
-    assert tr.raw()[1].message_count == 1 and len(drops) == 5
+    assert tr.raw()[1].message_count == 1 and len(drops) == 4
 
 
 def test_callback_errors_are_contained():
@@ -474,12 +468,6 @@ def test_buffer_empty_outside_a_burst_is_a_no_op():
     assert ends == [] and tr.take_frame(ms(5)).data_points == 0
 
 
-def test_processing_finished_only_records_a_timestamp():
-    tr = BurstTracker(clock=ManualClock(ms(0)))
-    tr.processing_finished(ms(7))
-    assert tr.last_finish_ns == ms(7) and not tr.in_burst
-
-
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -506,7 +494,6 @@ def test_concurrent_calls_lose_no_message():
     def worker(k):
         for i in range(per):
             tr.processing_started(time.time_ns())
-            tr.processing_finished(time.time_ns())
             if i % 50 == k:
                 tr.buffer_empty(time.time_ns())
 

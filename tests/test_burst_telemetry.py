@@ -71,11 +71,10 @@ IDEAL = [(4, 8), (8, 11), (11, 14), (14, 18), (18, 20)]
 
 def run_burst(m, times, link=False, offset=0):
     contexts = []
-    for start, finish in times:
+    for start, _finish in times:
         m.processing_started(ms(start + offset))
         if link:
             contexts.append(m.current_span_context())
-        m.processing_finished(ms(finish + offset))
     m.buffer_empty(ms(times[-1][1] + offset))
     return contexts
 
@@ -278,7 +277,6 @@ def test_threads_smoke(monitors, switches):
         for i in range(per):
             m.processing_started(time.time_ns())
             m.current_span_context()
-            m.processing_finished(time.time_ns())
             if i % 100 == k:
                 m.buffer_empty(time.time_ns())
 
@@ -424,7 +422,6 @@ def test_real_path_through_rotel(tmp_path, switches):
         t0 = time.time_ns()
         for i in range(3):
             m.processing_started(t0 + i * MS)
-            m.processing_finished(t0 + (i + 1) * MS)
         m.buffer_empty(t0 + 3 * MS)
         assert mp.force_flush(10_000)
         deadline = time.monotonic() + 20
@@ -475,10 +472,8 @@ def test_rejected_timestamps_are_dropped_and_not_counted_into_a_burst(
         monitors.append(m)
         m.processing_started(1.5)  # rejected before the burst: must not open or join one
         m.processing_started(ms(1))
-        m.processing_finished(ms(2))
         m.processing_started(2.5)  # rejected inside the burst
         m.processing_started(ms(3))
-        m.processing_finished(ms(4))
         m.buffer_empty(ms(5))
         assert h.force_flush(timeout_s=10)
         assert otlp_receiver.wait_for(lambda r: any(
@@ -495,7 +490,6 @@ def test_burst_span_never_ends_before_it_starts_and_the_clamp_is_counted(monitor
     _self_telemetry._reset_for_tests()
     m, p = make_monitor(monitors, switches, name="backwards")
     m.processing_started(ms(10))
-    m.processing_finished(ms(11))
     m.buffer_empty(ms(7))  # the clock went backwards within the burst
     [span] = p.spans()
     assert span.end_time >= span.start_time == ms(10)

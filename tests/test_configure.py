@@ -56,7 +56,6 @@ def _burst(mon, n=3):
     t = time.time_ns()
     for _ in range(n):
         mon.processing_started(t)
-        mon.processing_finished(t + 1_000_000)
         mon.buffer_empty(t + 2_000_000)
         t += 10_000_000
 
@@ -479,7 +478,7 @@ assert h2.registry is not default_registry()
 mon = get_burst_monitor("global", stats_interval_s=None)  # global providers
 import time
 t = time.time_ns()
-mon.processing_started(t); mon.processing_finished(t + 1000); mon.buffer_empty(t + 2000)
+mon.processing_started(t); mon.buffer_empty(t + 2000)
 h2.shutdown(); h1.shutdown()
 print("PATHS", h1.metrics_path, h2.metrics_path)
 """

@@ -676,7 +676,7 @@ def test_bursts_mode_records_no_metrics(pipe, monitor):
     assert len(pipe.spans()) == 1
 
 
-async def test_bursts_mode_follows_generators_and_returned_awaitables_to_their_end(
+async def test_bursts_mode_counts_a_message_at_its_start_and_passes_results_through(
         pipe, monitor):
     mon, clock, _ = monitor
     h = handler(pipe, mode="bursts", bursts=mon, clock=clock)
@@ -696,13 +696,15 @@ async def test_bursts_mode_follows_generators_and_returned_awaitables_to_their_e
     def returns_awaitable(msg):
         return work()  # a coroutine, not awaited here
 
-    assert list(gen(0)) == [0]
-    assert mon._tracker.last_finish_ns == BASE + 2 * MS
-    assert await returns_awaitable(0) == "done"
-    assert mon._tracker.last_finish_ns == BASE + 5 * MS  # the awaitable's end, not the return
+    g = gen(0)
+    assert mon._tracker.in_burst  # the burst began at the call: its end is the empty buffer's
+    assert list(g) == [0]
+    aw = returns_awaitable(0)
+    assert asyncio.iscoroutine(aw)  # handed back untouched
+    assert await aw == "done"
     mon.buffer_empty(clock())
     [b] = mon.raw()
-    assert b.message_count == 2
+    assert b.message_count == 2 and b.duration_ns == 5 * MS
 
 
 def test_bursts_true_uses_destination_monitor(pipe):

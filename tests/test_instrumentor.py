@@ -114,7 +114,6 @@ APP = textwrap.dedent("""
         t = time.time_ns()
         for _ in range(4):
             mon.processing_started(t)
-            mon.processing_finished(t + 1_000_000)
             mon.buffer_empty(t + 2_000_000)
             t += 10_000_000
     # exit: the SDK's atexit hooks flush spans and metrics

@@ -166,7 +166,6 @@ def test_burst_metrics_survive_a_closed_and_collected_monitor():
                        tracer_provider=pipe.tracer_provider, stats_interval_s=None,
                        switches=switches)
     mon.processing_started(1_000)
-    mon.processing_finished(2_000)
     mon.buffer_empty(3_000)
     mon.close()
     del mon

@@ -175,11 +175,14 @@ def _log_error(exc: BaseException) -> None:
 
 
 class BurstTracker:
-    """Tracks bursts of one consumer from three timestamps per message.
+    """Tracks bursts of one consumer: a start per message, an end when its buffer is empty.
 
-    Intended for one consumer worker. The per-message calls
-    (:meth:`processing_started`, :meth:`processing_finished`) take no lock and allocate
-    nothing beyond an int; burst transitions (once per burst) take a short lock. Under
+    A burst is the run of messages between two times the input buffer is found empty
+    (``docs/bursts.md``): it starts at the first message's processing start and ends at
+    the :meth:`buffer_empty` call, so a message's own finish time is never needed (the
+    handler's latency metrics have it). Intended for one consumer worker. The
+    per-message call (:meth:`processing_started`) takes no lock and allocates nothing
+    beyond an int; burst transitions (once per burst) take a short lock. Under
     concurrent calls no count is lost or duplicated: the message count is an
     ``itertools.count`` (atomic under the GIL) read once per burst end, so the total
     over all bursts is exact, but a message racing with a burst end may be attributed
@@ -209,7 +212,7 @@ class BurstTracker:
     """
 
     __slots__ = (
-        "_clock", "_frame", "_frame_start_ns", "_last_end_ns", "_last_finish_ns",
+        "_clock", "_frame", "_frame_start_ns", "_last_end_ns",
         "_last_mark", "_lock", "_mark", "_raw", "_raw_capacity", "_seq", "_tick",
         "mode", "on_burst_end", "on_clamp", "on_drop", "on_error", "state",
     )
@@ -251,7 +254,6 @@ class BurstTracker:
         # reader always sees a consistent pair.
         self.state: tuple[int, int] | None = None
         self._last_end_ns: int | None = None
-        self._last_finish_ns: int | None = None
         self._raw_capacity = raw_capacity
         self._raw: deque[BurstRecord] = deque(maxlen=raw_capacity)
         self._frame = _FrameAcc()
@@ -270,13 +272,6 @@ class BurstTracker:
         if self.state is None:
             self._begin(t_ns)
         self._tick()
-
-    def processing_finished(self, t_ns: int) -> None:
-        """The message finished processing at ``t_ns``."""
-        if type(t_ns) is not int:
-            self.on_drop("invalid")
-            return
-        self._last_finish_ns = t_ns
 
     def buffer_empty(self, t_ns: int) -> None:
         """The input buffer was found empty at ``t_ns``: ends the burst in progress."""
@@ -353,11 +348,6 @@ class BurstTracker:
         """Start of the burst in progress, or ``None``."""
         s = self.state
         return None if s is None else s[1]
-
-    @property
-    def last_finish_ns(self) -> int | None:
-        """The last timestamp passed to :meth:`processing_finished`."""
-        return self._last_finish_ns
 
     def take_frame(self, now_ns: int | None = None) -> FrameStats:
         """Statistics since the previous frame; starts a new frame at ``now_ns``.

@@ -132,7 +132,6 @@ class BurstMonitor:
         tracker = self._tracker
         # The hot path goes straight to the tracker.
         self.processing_started = tracker.processing_started  # type: ignore[method-assign]
-        self.processing_finished = tracker.processing_finished  # type: ignore[method-assign]
         self.buffer_empty = tracker.buffer_empty  # type: ignore[method-assign]
         self._span_lock = threading.Lock()
         self._spans: dict[int, tuple[Span, SpanContext | None]] = {}
@@ -156,10 +155,6 @@ class BurstMonitor:
     def processing_started(self, t_ns: int) -> None:
         """A message begins processing at ``t_ns`` (epoch ns)."""
         self._tracker.processing_started(t_ns)
-
-    def processing_finished(self, t_ns: int) -> None:
-        """The message finished processing at ``t_ns``."""
-        self._tracker.processing_finished(t_ns)
 
     def buffer_empty(self, t_ns: int) -> None:
         """The input buffer was found empty at ``t_ns``: ends the burst in progress."""

@@ -486,9 +486,6 @@ class MessageHandler:
         """Exit: the burst monitor, the span's context, then the message (_finish)."""
         try:
             t_f = self._now()
-            mon = self._monitor
-            if mon is not None and mon.enabled:
-                mon.processing_finished(t_f)
             token = st[8]
             if token is not None:
                 context_api.detach(token)

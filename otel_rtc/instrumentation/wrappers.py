@@ -62,54 +62,32 @@ def message_wrapper(begin: Callable[[Any], Any], end: Callable[[Any, BaseExcepti
 
 
 def bursts_wrapper(mon: Any, now: Callable[[], int], is_async: bool) -> Callable[..., Any]:
-    """The wrapper of the bursts mode: the monitor's two calls around the work.
+    """The wrapper of the bursts mode: one timestamp, when the message starts processing.
 
-    Like :func:`message_wrapper`, a generator, async generator or awaitable that a sync
-    handler returns ends the message when it ends (one set lookup on the result).
+    A burst begins at the first message and ends when its input buffer is found empty
+    (``buffer_empty``), so the message's own end is never needed here: a generator or
+    awaitable that a handler returns is passed back untouched.
     """
-    started, finished = mon.processing_started, mon.processing_finished
-
-    def finish(_exc: BaseException | None = None) -> None:
-        try:
-            finished(now())
-        except Exception as e:
-            report_error(_COMPONENT, e)
+    started = mon.processing_started
 
     if is_async:
         async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not mon.enabled:
-                return await wrapped(*args, **kwargs)
-            try:
-                started(now())
-            except Exception as e:
-                report_error(_COMPONENT, e)
-            try:
-                return await wrapped(*args, **kwargs)
-            finally:
-                finish()
+            if mon.enabled:
+                try:
+                    started(now())
+                except Exception as e:
+                    report_error(_COMPONENT, e)
+            return await wrapped(*args, **kwargs)
 
         return async_wrapper
 
     def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not mon.enabled:
-            return wrapped(*args, **kwargs)
-        try:
-            started(now())
-        except Exception as e:
-            report_error(_COMPONENT, e)
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException:
-            finish()
-            raise
-        if type(result) in _IMMEDIATE:
-            # Inlined finish(): this is the mode's whole per-message budget.
+        if mon.enabled:
             try:
-                finished(now())
+                started(now())
             except Exception as e:
                 report_error(_COMPONENT, e)
-            return result
-        return end_later(result, finish)
+        return wrapped(*args, **kwargs)
 
     return sync_wrapper
 
