@@ -217,6 +217,7 @@ def test_rotel_config_starts_through_the_shipped_script_and_receives_otlp(tmp_pa
             "ROTEL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}",
             "ROTEL_OTLP_EXPORTER_ENDPOINT": recv.endpoint,
             "ROTEL_BATCH_TIMEOUT": "100ms",
+            "OTEL_RTC_RATE_READING_SPAN": "0",  # two exports ms apart: read each at once
             "ROTEL_PID_FILE": str(tmp_path / "rotel.pid"),
             "ROTEL_LOG_FILE": str(tmp_path / "rotel.log"),
         })

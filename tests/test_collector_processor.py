@@ -241,11 +241,19 @@ def test_delta_points_reset_and_passthrough():
     assert all(v >= 0 for v in cum.values())
 
 
+def _rates_by_room(rm):
+    return {{kv.key: kv.value.value for kv in p.attributes}["otel_rtc.room"]:
+            (p.start_time_unix_nano, p.time_unix_nano, p.value[0])
+            for sm in rm.scope_metrics for m in sm.metrics
+            if m.name == "otel_rtc.traffic.bytes.rate" for p in m.data[0].data_points}
+
+
 def test_emission_follows_the_data_and_quiet_series_end_with_a_final_reading():
-    """Each batch of a resource is an emission instant: a series with new points gets a
-    reading over its data since the previous one (no timer holds the last seconds back);
-    a series missing from 2 batches in a row gets a final reading of 0, then nothing."""
-    cp._reset_for_tests({"OTEL_RTC_LOAD": "false"})
+    """Each batch of a resource is an emission instant (reading span 0: every batch): a
+    series with new points gets a reading over its data since the previous one (no timer
+    holds the last seconds back); a series missing from 2 batches in a row gets a final
+    reading of 0, then nothing."""
+    cp._reset_for_tests({"OTEL_RTC_LOAD": "false", "OTEL_RTC_RATE_READING_SPAN": "0"})
     a, b = {"otel_rtc.room": "a"}, {"otel_rtc.room": "b"}
     spans = []
     for k in range(1, 9):
@@ -254,11 +262,7 @@ def test_emission_follows_the_data_and_quiet_series_end_with_a_final_reading():
             pts.append(num_point(b, T0, T0 + k * S, 50 * k))
         rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", pts))
         cp.process_metrics(rm)
-        got = {{kv.key: kv.value.value for kv in p.attributes}["otel_rtc.room"]:
-               (p.start_time_unix_nano, p.time_unix_nano, p.value[0])
-               for sm in rm.scope_metrics for m in sm.metrics
-               if m.name == "otel_rtc.traffic.bytes.rate" for p in m.data[0].data_points}
-        spans.append(got)
+        spans.append(_rates_by_room(rm))
     assert [s_["a"] for s_ in spans] == [(T0 + (k - 1) * S, T0 + k * S, 1000.0)
                                          for k in range(1, 9)]
     assert [s_.get("b") for s_ in spans] == [
@@ -267,6 +271,50 @@ def test_emission_follows_the_data_and_quiet_series_end_with_a_final_reading():
         (T0 + 3 * S, T0 + 5 * S, 0.0),             # silent twice: the final reading
         None, None, None]                          # then nothing
     assert cp.problem_counts()[("otel_rtc.rates.anomalies", "quiet")] == 1
+
+
+def test_the_reading_span_reads_each_series_once_per_10s_of_data_and_never_holds_its_end():
+    """By default a series is read once its new data spans 10 s (0.95 tolerance), not at
+    every batch; the first batch of its resource without it reads what was held."""
+    cp._reset_for_tests({"OTEL_RTC_LOAD": "false"})
+    a, b = {"otel_rtc.room": "a"}, {"otel_rtc.room": "b"}
+    spans = []
+    for k in range(1, 26):
+        pts = [num_point(a, T0, T0 + k * S, 1000 * k)]
+        if k <= 13:
+            pts.append(num_point(b, T0, T0 + k * S, 50 * k))
+        rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", pts))
+        cp.process_metrics(rm)
+        spans.append(_rates_by_room(rm))
+    assert {k + 1: s_["a"] for k, s_ in enumerate(spans) if "a" in s_} == {
+        10: (T0, T0 + 10 * S, 1000.0), 20: (T0 + 10 * S, T0 + 20 * S, 1000.0)}
+    assert {k + 1: s_["b"] for k, s_ in enumerate(spans) if "b" in s_} == {
+        10: (T0, T0 + 10 * S, 50.0),
+        14: (T0 + 10 * S, T0 + 13 * S, 50.0),  # the first batch without it: read at once
+        16: (T0 + 13 * S, T0 + 16 * S, 0.0)}   # then two silent batches: the final reading
+
+
+def test_a_batch_of_the_resource_without_selected_metrics_reads_what_was_held():
+    cp._reset_for_tests({"OTEL_RTC_LOAD": "false"})
+    rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", [num_point(A, T0, T0 + S, 1000)]))
+    cp.process_metrics(rm)
+    assert not _rates_by_room(rm)  # 1 s of data: held
+    rm = rmetrics(sum_metric("app.other", [num_point({}, T0, T0 + S, 1)]))
+    cp.process_metrics(rm)
+    assert _rates_by_room(rm) == {"r1": (T0, T0 + S, 1000.0)}
+
+
+def test_data_held_when_its_resource_goes_idle_is_counted_as_dropped(monkeypatch):
+    cp._reset_for_tests({"OTEL_RTC_LOAD": "false", "OTEL_RTC_RESOURCE_IDLE": "5"})
+    cp.process_metrics(rmetrics(sum_metric("otel_rtc.traffic.bytes",
+                                           [num_point(A, T0, T0 + S, 1000)])))  # held
+    later = cp.time.monotonic() + 10
+    monkeypatch.setattr(cp.time, "monotonic", lambda: later)
+    for _ in range(64):  # idle resources are looked for every 64 calls
+        cp.process_metrics(rmetrics(sum_metric("app.other", [num_point({}, T0, T0 + S, 1)]),
+                                    resource={"service.name": "another"}))
+    assert cp.problem_counts()[("otel_rtc.telemetry.dropped", "unread_at_idle")] == 1
+    assert len(cp._state.deriver.engine) == 0
 
 
 def test_a_staleness_marker_is_neither_a_value_nor_a_reset():
@@ -308,6 +356,7 @@ def test_the_series_cap_is_global_and_each_rejected_point_is_counted_once():
 def test_a_resource_that_derives_in_process_is_passed_through():
     """An app using configure() sends its own otel_rtc.rates scope: the collector does not
     derive its series again (and forgets what it derived before that scope showed up)."""
+    cp._reset_for_tests({"OTEL_RTC_RATE_READING_SPAN": "0"})
     a = {"otel_rtc.room": "r"}
     rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", [num_point(a, T0, T0 + 5 * S, 500)]))
     cp.process_metrics(rm)
@@ -348,7 +397,7 @@ def test_histogram_count_rate():
 def test_traffic_load_per_resource_with_top_n():
     cp._reset_for_tests({"OTEL_RTC_LOAD_TOP_N": "1"})
     rm = None
-    for k in range(0, 12):
+    for k in range(0, 11):  # 10 s of data after the baselines at 0 s: one reading at 10 s
         t = T0 + k * S
         pts_b, pts_p = [], []
         for who, bps in (("alice", 100_000), ("bob", 1_000), ("carol", 500)):
@@ -457,8 +506,10 @@ def test_end_to_end_sdk_to_rotel_with_processor(otlp_receiver, rotel_collector):
     from otel_rtc.instrumentation.traffic import TrafficAccounting
     from tests._otlp_receiver import attrs_of
 
+    # One export, read at once (reading span 0; the default 10 s would hold its data).
     col = rotel_collector(exporter_endpoint=otlp_receiver.endpoint,
-                          metrics_processor=processor_path(), env={"OTEL_RTC_LOAD_TOP_N": "5"})
+                          metrics_processor=processor_path(),
+                          env={"OTEL_RTC_LOAD_TOP_N": "5", "OTEL_RTC_RATE_READING_SPAN": "0"})
     reader = PeriodicExportingMetricReader(OTLPMetricExporter(f"{col.http_endpoint}/v1/metrics"),
                                            export_interval_millis=3_600_000)
     mp = MeterProvider(metric_readers=[reader])
@@ -554,7 +605,9 @@ def _pb_spans(recv, name):
 def test_end_to_end_staleness_marker_mid_series(otlp_receiver, rotel_collector):
     """Through the real agent: a histogram count rising 10/s, sampled every 1 s and sent
     in 10 s batches, with a NoRecordedValue marker (count 0) at t=50: every reading is
-    10/s, every 1 s peak 10/s (not 510/s), and the marker is counted as ``stale``."""
+    10/s, every 1 s peak 10/s (not 510/s), and the marker is counted as ``stale``. The
+    batch ending with the marker holds 9 s of data (under the 10 s reading span): it is
+    read with the next one."""
     col = rotel_collector(exporter_endpoint=otlp_receiver.endpoint,
                           metrics_processor=processor_path(),
                           env={"OTEL_RTC_RATE_METRICS": "app.lat"})
@@ -562,17 +615,19 @@ def test_end_to_end_staleness_marker_mid_series(otlp_receiver, rotel_collector):
         pts = [(T0 + i * S, 0 if i == 50 else 10 * i, 1 if i == 50 else 0)
                for i in range(batch_no * 10 + 1, batch_no * 10 + 11)]
         _post_metrics(col.http_endpoint, _pb_req(pts))
-        assert otlp_receiver.wait_for(
-            lambda r, n=batch_no: len(_pb_spans(r, "app.lat.rate")) > n, 15), col.logs()
+        assert otlp_receiver.wait_for(  # in order: this batch passed before the next
+            lambda r, n=batch_no: sum(len(m.histogram.data_points)
+                                      for m in r.metrics().get("app.lat", [])) >= 10 * (n + 1),
+            15), col.logs()
     means = sorted(_pb_spans(otlp_receiver, "app.lat.rate"))
     peaks = sorted(_pb_spans(otlp_receiver, "app.lat.rate.peak"))
-    assert [v for *_, v in means] == [pytest.approx(10.0)] * 10
-    assert [v for *_, v in peaks] == [pytest.approx(10.0)] * 10
+    assert [v for *_, v in means] == [pytest.approx(10.0)] * 9
+    assert [v for *_, v in peaks] == [pytest.approx(10.0)] * 9
     # The readings tile the data from T0 (the first point's start) to 100 s; the batch
-    # ending with the marker reads up to 49 s, the next one from there.
+    # ending with the marker is held, so one reading covers 40 s to 60 s.
     assert means[0][0] == T0 and means[-1][1] == T0 + 100 * S
     assert all(a[1] == b[0] for a, b in itertools.pairwise(means))
-    assert (T0 + 40 * S, T0 + 49 * S) in [(a, b) for a, b, _ in means]
+    assert (T0 + 40 * S, T0 + 60 * S) in [(a, b) for a, b, _ in means]
     stale = [p.as_int for m in otlp_receiver.metrics().get("otel_rtc.rates.anomalies", [])
              for p in m.sum.data_points
              if {kv.key: kv.value.string_value for kv in p.attributes}.get(

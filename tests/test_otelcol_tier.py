@@ -131,7 +131,9 @@ def tier(tmp_path_factory):
     procs = [jaeger(jp, work)]
     for i, g in enumerate(gws, 1):
         procs.append(otelcol(f"gateway-{i}", CFG / "otelcol-gateway.yaml",
-                             {**g.env(jp.otlp_grpc), "OTEL_RTC_LOAD_TOP_N": "5"},
+                             # A 2 s reading span: readings within this short run.
+                             {**g.env(jp.otlp_grpc), "OTEL_RTC_LOAD_TOP_N": "5",
+                              "RTCRATE_READING_SPAN": "2s"},
                              [g.grpc, g.prometheus], work))
     agent = otelcol("agent", [CFG / "otelcol-agent.yaml", pool],
                     {"AGENT_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{agent_grpc}",

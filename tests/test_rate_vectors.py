@@ -43,7 +43,7 @@ def run_vector(v: dict) -> None:
                 cumulative = series[name]["temporality"] == "cumulative"
                 eng.observe(name, value, time_ns, start_ns, cumulative, flags, name)
             continue
-        got = {r.key: r for r in eng.read(step["read"])}
+        got = {r.key: r for r in eng.read(step["read"], None, v["config"]["reading_min_span_s"])}
         want = {e["series"]: e for e in step["expect"]}
         where = f"{v['name']} step {n} (read at {step['read']})"
         assert set(got) == set(want), f"{where}: series read {sorted(got)} != {sorted(want)}"

@@ -279,10 +279,12 @@ def test_no_exception_on_any_input_and_every_rejection_is_counted(points, mod, r
 @given(st.integers(1, 5), st.lists(st.tuples(
     st.sampled_from(["tick", "tick", "tick", "tick", "read", "reset", "restart", "gap",
                      "fine", "bad", "forget", "single"]),
-    st.integers(0, 4), st.floats(0, 1e6, allow_nan=False)), max_size=60))
-def test_observe_many_is_observe_for_each_series(n, steps):
+    st.integers(0, 4), st.floats(0, 1e6, allow_nan=False)), max_size=60),
+    st.sampled_from([0.0, 0.0, 3.0]))
+def test_observe_many_is_observe_for_each_series(n, steps, min_span):
     """The column block of a sampler's rows gives exactly what one observe() per row
-    gives: readings, quiet endings and anomaly counts, through every kind of fallback."""
+    gives: readings, quiet endings and anomaly counts, through every kind of fallback,
+    with and without a reading span that holds short data."""
     many = RateEngine(RateConfig(max_series=4, quiet_intervals=2), clock=lambda: T0)
     each = RateEngine(RateConfig(max_series=4, quiet_intervals=2), clock=lambda: T0)
     keys = [f"k{i}" for i in range(n)]
@@ -292,7 +294,8 @@ def test_observe_many_is_observe_for_each_series(n, steps):
     for kind, i, x in steps:
         i %= n
         if kind == "read":
-            assert _by_key(many.read(t + 1)) == _by_key(each.read(t + 1))
+            assert _by_key(many.read(t + 1, None, min_span)) == _by_key(
+                each.read(t + 1, None, min_span))
             continue
         if kind == "forget":
             many.forget(keys[i])
@@ -334,3 +337,32 @@ def test_observe_many_takes_the_column_path_for_steady_samples():
     [a, b, c] = eng.read(T0 + 4 * S)
     assert (a.mean, b.mean, c.mean) == (10.0, 20.0, 0.0)
     assert (a.start_ns, a.time_ns, a.peaks) == (T0, T0 + 4 * S, (10.0,))
+
+
+@FAST
+@given(st.sampled_from([0.0, 2.0, 10.0]),
+       st.lists(st.one_of(st.integers(100, 4000), st.just("read")), max_size=80))
+def test_a_reading_span_holds_short_data_without_losing_or_repeating_any(min_span, steps):
+    """With ``min_span_s`` (a collector's reading span), readings still tile the series'
+    time line and carry every increase exactly once; a reading shorter than 0.95 x the
+    span only comes from a read that got no point since the previous read."""
+    eng = RateEngine(RateConfig(quiet_intervals=1000), clock=lambda: T0)
+    t, v = T0, 0.0
+    eng.observe("k", v, t, 0)  # start unset: a baseline
+    total = read_total = 0.0
+    last_end, pointed = T0, False
+    for step in [*steps, "read", "read"]:  # two reads at the end: nothing stays held
+        if step == "read":
+            for r in eng.read(t + 1, None, min_span):
+                assert not r.final and r.start_ns == last_end  # tiles the time line
+                assert pointed is False or r.time_ns - r.start_ns >= int(0.95 * min_span * S)
+                read_total += r.mean * (r.time_ns - r.start_ns) / S
+                last_end = r.time_ns
+            pointed = False
+            continue
+        t += step * 1_000_000
+        v += step / 7
+        total += step / 7
+        eng.observe("k", v, t, 0)
+        pointed = True
+    assert math.isclose(read_total, total, rel_tol=1e-9, abs_tol=1e-6)

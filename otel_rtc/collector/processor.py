@@ -292,7 +292,6 @@ def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
             _append_scope(sdk, rm, metrics)
         return
     latest = 0
-    fed = False
     for sm in sms:
         scope = sm.scope
         if scope is not None and scope.name == SCOPE_NAME:
@@ -343,7 +342,6 @@ def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
                     tag = d.tag(name, unit, desc, a, hist, sel, rkey)
                     if tag is None:
                         continue
-                fed = True
                 if observe(key, v, t, p.start_time_unix_nano or 0, cumulative,
                            p.flags or 0, tag):
                     series[key] = None
@@ -351,15 +349,16 @@ def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
                         latest = t
     groups: DerivedGroups = {}
     if res is not None:
+        # Every batch of the resource is an emission instant of its series, at its data
+        # time: one without a series reads what the reading span held of it.
         res[1] = time.monotonic()
-        if fed:
-            # One emission instant of this resource's series, at its data time.
-            series = res[0]
-            d.derive_into(groups, latest or time.time_ns(), list(series))
-            for k in [k for k in series if k not in engine]:
-                del series[k]  # ended (final reading) or never admitted
-            if not series:
-                del st.resources[rkey]
+        series = res[0]
+        d.derive_into(groups, latest or time.time_ns(), list(series),
+                      st.settings.reading_min_span_s)
+        for k in [k for k in series if k not in engine]:
+            del series[k]  # ended (final reading) or never admitted
+        if not series:
+            del st.resources[rkey]
     if st.calls % 64 == 0:
         _forget_idle(st)
     metrics = _to_metrics(sdk, groups) if groups else []
@@ -382,11 +381,16 @@ def _mark_upstream(st: _State, rkey: Hashable) -> None:
 
 
 def _forget_idle(st: _State) -> None:
-    """Forget the series of resources that sent nothing for ``resource_idle_s``."""
+    """Forget the series of resources that sent nothing for ``resource_idle_s``.
+
+    No batch of such a resource is left to carry a reading, so data a reading span held
+    back is lost with it: counted (``unread_at_idle``), exported if the resource returns.
+    """
     limit = time.monotonic() - st.settings.resource_idle_s
     for rkey in [r for r, res in st.resources.items() if res[1] < limit]:
         for k in st.resources.pop(rkey)[0]:
-            st.deriver.engine.forget(k)
+            if st.deriver.engine.forget(k):
+                st.problem(rkey, DROPPED, COMPONENT, "unread_at_idle")
 
 
 def _emit_problems(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:

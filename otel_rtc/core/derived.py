@@ -246,15 +246,17 @@ class Deriver:
                 pass
 
     def derive_into(self, groups: DerivedGroups, now_ns: int,
-                    keys: Iterable[Hashable] | None = None) -> int:
+                    keys: Iterable[Hashable] | None = None, min_span_s: float = 0.0) -> int:
         """Read the engine (``keys``: these series only) and append the derived points.
+
+        ``min_span_s`` is :meth:`RateEngine.read`'s (a collector's reading span).
 
         Returns:
             The number of points appended.
         """
         added = 0
         rows = []
-        for r in self.engine.read(now_ns, keys):
+        for r in self.engine.read(now_ns, keys, min_span_s):
             names, span_attrs, peak_attrs, win_attrs, lkey = r.tag
             if names is not None:
                 rname, runit, rdesc, pname, pdesc = names
@@ -404,6 +406,10 @@ class ProcessorSettings:
             the shortest peak sub-window.
         resource_idle_s: Collector only: the series of a resource that sent nothing for
             this many seconds of data time are forgotten (``OTEL_RTC_RESOURCE_IDLE``).
+        reading_min_span_s: Collector only: a series is read once its new data spans
+            this many seconds, or when a batch of its resource comes without it
+            (``OTEL_RTC_RATE_READING_SPAN``; ``0``: at every batch). In-process, the
+            exports are the reading instants.
     """
 
     include: tuple[str, ...] = DEFAULT_INCLUDE
@@ -413,6 +419,7 @@ class ProcessorSettings:
     load_enabled: bool = True
     sample_period_s: float = 1.0
     resource_idle_s: float = 600.0
+    reading_min_span_s: float = 10.0
 
 
 def _floats(raw: str) -> tuple[float, ...]:
@@ -457,6 +464,10 @@ def settings_from_env(environ: Mapping[str, str]) -> ProcessorSettings:
     if not (isinstance(idle, float) and math.isfinite(idle) and idle > 0):
         _logger.warning("otel_rtc: ignoring OTEL_RTC_RESOURCE_IDLE=%r", idle)
         idle = 600.0
+    span = get("OTEL_RTC_RATE_READING_SPAN", float, 10.0)
+    if not (isinstance(span, float) and math.isfinite(span) and span >= 0):
+        _logger.warning("otel_rtc: ignoring OTEL_RTC_RATE_READING_SPAN=%r", span)
+        span = 10.0
     return ProcessorSettings(
         include=include,  # type: ignore[arg-type]
         rate=rate, load=load,
@@ -464,4 +475,5 @@ def settings_from_env(environ: Mapping[str, str]) -> ProcessorSettings:
         load_enabled=get("OTEL_RTC_LOAD", parse_bool, True),  # type: ignore[arg-type]
         sample_period_s=float(period),
         resource_idle_s=idle,
+        reading_min_span_s=span,
     )

@@ -637,18 +637,25 @@ class RateEngine:
             s.p0 = time_ns
 
     # -- output ----------------------------------------------------------------------
-    def read(self, now_ns: int | None = None, keys: Iterable[Hashable] | None = None
-             ) -> list[Reading]:
+    def read(self, now_ns: int | None = None, keys: Iterable[Hashable] | None = None,
+             min_span_s: float = 0.0) -> list[Reading]:
         """Close the open span of each series and return its readings.
 
         Args:
             now_ns: The reading instant (default: the clock). Only a quiet series'
                 final reading uses it (as its end).
             keys: Series to read (default: all). Unknown keys are skipped.
+            min_span_s: A series whose new data spans less than 0.95 x this (data time)
+                and that got a point since the previous read is not read now: its data
+                waits for a later read. A series that got no point is always read, so
+                its last data is never held back. A collector, which reads at every
+                incoming batch, uses it to emit one reading per series per ``min_span_s``
+                of data instead of one per batch.
 
         Returns:
             One :class:`Reading` per series that has a new interval since its previous
-            reading, or that went quiet (its final reading). A series without a point
+            reading (and not held by ``min_span_s``), or that went quiet (its final
+            reading). A series without a point
             at ``quiet_intervals`` consecutive reads ends with a final reading of 0
             over ``[its last point, now]`` and is forgotten.
         """
@@ -663,6 +670,7 @@ class RateEngine:
         n_peaks = self._n_peaks
         new = tuple.__new__
         block_done = False
+        hold = int(min_span_s * _PEAK_JITTER * NS_PER_S)  # the jitter tolerance of peaks
         for key in (list(series) if keys is None else keys):
             s = series.get(key)
             if s is None:
@@ -670,9 +678,9 @@ class RateEngine:
             if type(s) is _Block:
                 if not block_done:
                     block_done = True
-                    self._read_block(s, now, out)
+                    self._read_block(s, now, hold, out)
                 continue
-            if s.has:
+            if s.has and not (s.touched and s.last_t - s.p0 < hold):
                 e = s.ext
                 if simple:
                     peaks: tuple[float | None, ...] = (s.pk if s.pk >= 0 else None,)
@@ -704,10 +712,10 @@ class RateEngine:
                                              (0.0,) * n_peaks, no_windows, True)))
         return out
 
-    def _read_block(self, b: _Block, now: int, out: list[Reading]) -> None:
+    def _read_block(self, b: _Block, now: int, hold: int, out: list[Reading]) -> None:
         """:meth:`read` of every series of the block (the per-series rules, by column)."""
         new = tuple.__new__
-        if b.has:
+        if b.has and not (b.touched and b.last_t - b.p0 < hold):
             end, p0 = b.last_t, b.p0
             span = end - p0
             for key, tag, inc, pk in zip(b.keys, b.tags, b.inc, b.pk, strict=True):
@@ -755,11 +763,17 @@ class RateEngine:
             res.append((inc * NS_PER_S / (t1 - t0), t0, t1) if t1 > t0 >= 0 else None)
         return tuple(res)
 
-    def forget(self, key: Hashable) -> None:
-        """Stop tracking ``key`` (no final reading)."""
+    def forget(self, key: Hashable) -> bool:
+        """Stop tracking ``key`` (no final reading).
+
+        Returns:
+            Whether the series had data not read yet (held by a reading span), which is
+            lost with it: the caller counts it.
+        """
         if type(self._series.get(key)) is _Block:
             self._dissolve()
-        self._series.pop(key, None)
+        s = self._series.pop(key, None)
+        return s is not None and s.has
 
     def anomaly_counts(self) -> dict[str, int]:
         """Counts of every reason reported so far (rejections and anomalies)."""

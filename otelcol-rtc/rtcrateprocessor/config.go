@@ -29,6 +29,11 @@ type Config struct {
 	// WrapModulus is the width of fixed-size transport counters (e.g. 4294967296): a
 	// decrease within half of it is a wrap, not a reset. 0: every decrease is a reset.
 	WrapModulus float64 `mapstructure:"wrap_modulus"`
+	// ReadingSpan: a series is read once its new data spans this (data time, with the
+	// peaks' 0.95 tolerance), or at the first batch of its resource without it, so the
+	// output is one reading per series per ReadingSpan of data, not one per batch.
+	// 0: a reading at every batch.
+	ReadingSpan time.Duration `mapstructure:"reading_span"`
 	// ResourceIdle: the series of a resource that sent nothing for this long are
 	// forgotten (their quiet readings need emissions of their resource).
 	ResourceIdle time.Duration `mapstructure:"resource_idle"`
@@ -65,6 +70,7 @@ func createDefaultConfig() *Config {
 		QuietIntervals: 2,
 		MaxSeries:      2000,
 		GapAfter:       60 * time.Second,
+		ReadingSpan:    10 * time.Second,
 		ResourceIdle:   10 * time.Minute,
 		Load: LoadConfig{
 			Enabled: true,
@@ -100,6 +106,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QuietIntervals < 1 {
 		errs = append(errs, errors.New("quiet_intervals must be >= 1"))
+	}
+	if c.ReadingSpan < 0 {
+		errs = append(errs, errors.New("reading_span must be >= 0"))
 	}
 	if c.ResourceIdle <= 0 {
 		errs = append(errs, errors.New("resource_idle must be positive"))

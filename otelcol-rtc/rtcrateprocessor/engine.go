@@ -130,6 +130,10 @@ type Engine[K comparable, T any] struct {
 	total     *int // series tracked by every engine sharing the cap
 }
 
+// HoldNs is the hold of a reading span of spanNs for Read: new data must span 0.95 x it
+// (the peaks' jitter tolerance).
+func HoldNs(spanNs int64) int64 { return int64(float64(spanNs) * peakJitter) }
+
 // NewEngine returns an engine. total, if not nil, is a series count shared by several
 // engines under one MaxSeries cap; onAnomaly (may be nil) sees every reason.
 func NewEngine[K comparable, T any](cfg EngineConfig, total *int, onAnomaly func(string)) *Engine[K, T] {
@@ -401,7 +405,11 @@ func (e *Engine[K, T]) open(s *series[T], value float64, time, start, after int6
 // emission instant now and returns their readings: one per series with a new interval
 // since its previous reading, and a final 0 reading over [last point, now] for a series
 // without a point at QuietIntervals consecutive reads (then forgotten).
-func (e *Engine[K, T]) Read(now int64, keys []K, out []Reading[K, T]) []Reading[K, T] {
+//
+// holdNs is the reading span's hold (docs/rates.md, "Held"): a series whose new data
+// spans less than holdNs and that got a point since the previous read is not read now.
+// 0 reads all new data.
+func (e *Engine[K, T]) Read(now int64, keys []K, holdNs int64, out []Reading[K, T]) []Reading[K, T] {
 	if keys == nil {
 		keys = e.order
 	}
@@ -414,7 +422,7 @@ func (e *Engine[K, T]) Read(now int64, keys []K, out []Reading[K, T]) []Reading[
 			continue
 		}
 		switch {
-		case s.has:
+		case s.has && !(s.touched && s.lastT-s.p0 < holdNs):
 			if len(peakBuf) < len(s.pk) {
 				peakBuf = make([]float64, len(s.pk)*64)
 			}
@@ -489,20 +497,4 @@ func (e *Engine[K, T]) windows(s *series[T], now int64) []Window {
 		}
 	}
 	return res
-}
-
-// Forget stops tracking key (no final reading).
-func (e *Engine[K, T]) Forget(key K) {
-	if _, ok := e.series[key]; !ok {
-		return
-	}
-	delete(e.series, key)
-	*e.total--
-	kept := e.order[:0]
-	for _, k := range e.order {
-		if k != key {
-			kept = append(kept, k)
-		}
-	}
-	e.order = kept
 }

@@ -27,6 +27,7 @@ type vector struct {
 		WrapModulus     *float64  `json:"wrap_modulus"`
 		MaxSeries       int       `json:"max_series"`
 		LoadTopN        int       `json:"load_top_n"`
+		ReadingMinSpanS float64   `json:"reading_min_span_s"`
 	} `json:"config"`
 	Series map[string]struct {
 		Temporality string `json:"temporality"`
@@ -151,7 +152,7 @@ func runVector(t *testing.T, v *vector) {
 		}
 		at := mustInt(t, *step.Read)
 		got := map[string]Reading[string, string]{}
-		for _, r := range eng.Read(at, nil, nil) {
+		for _, r := range eng.Read(at, nil, HoldNs(seconds2ns(v.Config.ReadingMinSpanS)), nil) {
 			got[r.Key] = r
 		}
 		var gotKeys, wantKeys []string

@@ -2,6 +2,7 @@ package rtcrateprocessor
 
 import (
 	"context"
+	"errors"
 	"path"
 	"sort"
 	"strconv"
@@ -61,6 +62,7 @@ type meta struct {
 // resourceState is kept per resource (a collector derives per resource: its series
 // are read at each of its batches).
 type resourceState struct {
+	resource pcommon.Resource // a copy: what a reading outside its batches is sent with
 	engine   *Engine[seriesKey, *meta]
 	problems map[[2]string]int64 // (metric, reason) -> count
 	upstream bool                // the app derives in-process
@@ -76,6 +78,7 @@ type rateProcessor struct {
 	peaks []string           // otel_rtc.rate.subwindow values
 	wins  []string           // otel_rtc.rate.window values of the opt-in windows
 
+	holdNs    int64 // HoldNs of ReadingSpan
 	mu        sync.Mutex
 	total     int // series tracked, under MaxSeries
 	resources map[[16]byte]*resourceState
@@ -84,7 +87,8 @@ type rateProcessor struct {
 
 func newProcessor(_ processor.Settings, cfg *Config, next consumer.Metrics) (*rateProcessor, error) {
 	p := &rateProcessor{cfg: cfg, eng: cfg.engineConfig(), next: next,
-		names: map[string][2]bool{}, resources: map[[16]byte]*resourceState{}}
+		holdNs: HoldNs(int64(cfg.ReadingSpan)),
+		names:  map[string][2]bool{}, resources: map[[16]byte]*resourceState{}}
 	for _, d := range cfg.PeakSubwindows {
 		p.peaks = append(p.peaks, secondsLabel(d))
 	}
@@ -105,7 +109,44 @@ func (p *rateProcessor) Capabilities() consumer.Capabilities {
 
 func (p *rateProcessor) Start(context.Context, component.Host) error { return nil }
 
-func (p *rateProcessor) Shutdown(context.Context) error { return nil }
+// Shutdown sends what each resource's series hold (a reading span's unread data) onward,
+// so the last seconds before a shutdown are not lost.
+func (p *rateProcessor) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	var out []pmetric.Metrics
+	for k, r := range p.resources {
+		out = p.flush(r, out)
+		delete(p.resources, k)
+	}
+	p.total = 0
+	p.mu.Unlock()
+	return p.send(ctx, out)
+}
+
+// flush reads every series of r now, with no reading span, into a batch of its own
+// resource (appended to out when it carries anything).
+func (p *rateProcessor) flush(r *resourceState, out []pmetric.Metrics) []pmetric.Metrics {
+	if r.upstream || r.engine.Len() == 0 {
+		return out
+	}
+	readings := r.engine.Read(time.Now().UnixNano(), nil, 0, nil)
+	if len(readings) == 0 {
+		return out
+	}
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	r.resource.CopyTo(rm.Resource())
+	p.emitProblems(rm, r, readings)
+	return append(out, md)
+}
+
+func (p *rateProcessor) send(ctx context.Context, mds []pmetric.Metrics) error {
+	var errs []error
+	for _, md := range mds {
+		errs = append(errs, p.next.ConsumeMetrics(ctx, md))
+	}
+	return errors.Join(errs...)
+}
 
 // selects says whether a metric feeds the rate outputs and/or the load; by name only,
 // so an unselected metric costs one map lookup.
@@ -143,21 +184,27 @@ func (p *rateProcessor) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) 
 		p.consumeResource(rms.At(i))
 	}
 	p.calls++
+	var idle []pmetric.Metrics
 	if p.calls%resourceIdleScan == 0 {
-		p.forgetIdle()
+		idle = p.forgetIdle()
 	}
 	p.mu.Unlock()
-	return p.next.ConsumeMetrics(ctx, md)
+	return errors.Join(p.next.ConsumeMetrics(ctx, md), p.send(ctx, idle))
 }
 
-func (p *rateProcessor) forgetIdle() {
+// forgetIdle forgets the resources that sent nothing for ResourceIdle; what their series
+// still held is read once more and returned, to be sent with their own resource.
+func (p *rateProcessor) forgetIdle() []pmetric.Metrics {
 	limit := time.Now().Add(-p.cfg.ResourceIdle)
+	var out []pmetric.Metrics
 	for k, r := range p.resources {
 		if r.lastSeen.Before(limit) {
+			out = p.flush(r, out)
 			p.total -= r.engine.Len()
 			delete(p.resources, k)
 		}
 	}
+	return out
 }
 
 func (p *rateProcessor) resource(rm pmetric.ResourceMetrics) *resourceState {
@@ -167,7 +214,9 @@ func (p *rateProcessor) resource(rm pmetric.ResourceMetrics) *resourceState {
 		if len(p.resources) >= maxResources {
 			p.forgetIdle()
 		}
-		r = &resourceState{problems: map[[2]string]int64{}, startNs: time.Now().UnixNano()}
+		r = &resourceState{resource: pcommon.NewResource(), problems: map[[2]string]int64{},
+			startNs: time.Now().UnixNano()}
+		rm.Resource().CopyTo(r.resource)
 		r.engine = NewEngine[seriesKey, *meta](p.eng, &p.total, func(reason string) {
 			if IsRejection(reason) {
 				r.problems[[2]string{metricDropped, reason}]++
@@ -182,9 +231,12 @@ func (p *rateProcessor) resource(rm pmetric.ResourceMetrics) *resourceState {
 }
 
 func (p *rateProcessor) consumeResource(rm pmetric.ResourceMetrics) {
-	var res *resourceState
+	// A resource with series is read at every batch of it, even one without them.
+	res := p.resources[pdatautil.MapHash(rm.Resource().Attributes())]
+	if res != nil {
+		res.lastSeen = time.Now()
+	}
 	var latest int64
-	fed := false
 	sms := rm.ScopeMetrics()
 	for i := 0; i < sms.Len(); i++ {
 		switch sms.At(i).Scope().Name() {
@@ -239,7 +291,6 @@ func (p *rateProcessor) consumeResource(rm pmetric.ResourceMetrics) {
 					}
 					if p.observe(res, m, false, rates, load, dp.Attributes(), v, int64(dp.Timestamp()),
 						int64(dp.StartTimestamp()), cum, uint32(dp.Flags())) {
-						fed = true
 						latest = max(latest, int64(dp.Timestamp()))
 					}
 				}
@@ -257,7 +308,6 @@ func (p *rateProcessor) consumeResource(rm pmetric.ResourceMetrics) {
 					dp := dps.At(k)
 					if p.observe(res, m, hist, rates, false, dp.Attributes(), float64(dp.Count()),
 						int64(dp.Timestamp()), int64(dp.StartTimestamp()), cum, uint32(dp.Flags())) {
-						fed = true
 						latest = max(latest, int64(dp.Timestamp()))
 					}
 				}
@@ -267,11 +317,11 @@ func (p *rateProcessor) consumeResource(rm pmetric.ResourceMetrics) {
 	if res == nil {
 		return
 	}
-	var readings []Reading[seriesKey, *meta]
-	if fed {
-		readings = res.engine.Read(latest, nil, nil)
+	// One emission instant of the resource's series, at its data time.
+	if latest == 0 {
+		latest = time.Now().UnixNano()
 	}
-	p.emitProblems(rm, res, readings)
+	p.emitProblems(rm, res, res.engine.Read(latest, nil, p.holdNs, nil))
 }
 
 // observe feeds one point; true when it was accepted.

@@ -202,6 +202,7 @@ func TestSpikeThroughPdata(t *testing.T) {
 // staleness marker at 50 s reads 10/s, not a fake spike, and the marker is counted.
 func TestStalenessMarkerThroughPdata(t *testing.T) {
 	sink, consume := newTestProcessor(t, createDefaultConfig())
+	readings := 0
 	for s := int64(0); s <= 100; s++ {
 		flags := int64(0)
 		v := 10 * s
@@ -210,6 +211,7 @@ func TestStalenessMarkerThroughPdata(t *testing.T) {
 		}
 		consume(batch([3]int64{t0 + s*1e9, v, flags}))
 		for _, dp := range derived(t, sink, metricBytes+rateSuffix) {
+			readings++
 			if !closeTo(dp.DoubleValue(), 10, 1e-9, 0) {
 				t.Fatalf("at %d s: rate %v", s, dp.DoubleValue())
 			}
@@ -219,6 +221,9 @@ func TestStalenessMarkerThroughPdata(t *testing.T) {
 				t.Fatalf("at %d s: peak %v", s, dp.DoubleValue())
 			}
 		}
+	}
+	if readings < 9 { // one per 10 s reading span (the marker's batch is held)
+		t.Errorf("%d readings in 100 s", readings)
 	}
 	var stale int64
 	for _, dp := range derived(t, sink, metricAnomalies) {
@@ -263,4 +268,43 @@ func TestRejectionsAreCounted(t *testing.T) {
 
 func TestShutdownVerifier(t *testing.T) {
 	processortest.VerifyShutdown(t, NewFactory(), createDefaultConfig())
+}
+
+// The reading span: 1 s batches of one series give one reading per 10 s of data, and
+// what the span still holds at shutdown is sent then, with the series' own resource.
+func TestReadingSpanAndShutdownFlush(t *testing.T) {
+	sink := new(consumertest.MetricsSink)
+	p, err := NewFactory().CreateMetrics(context.Background(), processortest.NewNopSettings(Type),
+		createDefaultConfig(), sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := int64(0); s <= 14; s++ { // 0 s: the baseline (start == time)
+		md := batch([3]int64{t0 + s*1e9, 10 * s, 0})
+		if err := p.ConsumeMetrics(context.Background(), md); err != nil {
+			t.Fatal(err)
+		}
+		got := derived(t, sink, metricBytes+rateSuffix)
+		if (s == 10) != (len(got) == 1) || len(got) > 1 {
+			t.Fatalf("at %d s: %d readings", s, len(got))
+		}
+		if s == 10 && (int64(got[0].StartTimestamp()) != t0 || int64(got[0].Timestamp()) != t0+10e9) {
+			t.Fatalf("span [%d, %d]", got[0].StartTimestamp(), got[0].Timestamp())
+		}
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	all := sink.AllMetrics()
+	if len(all) != 16 {
+		t.Fatalf("%d batches, want 15 and the shutdown's", len(all))
+	}
+	got := derived(t, sink, metricBytes+rateSuffix)
+	if len(got) != 1 || int64(got[0].StartTimestamp()) != t0+10e9 ||
+		int64(got[0].Timestamp()) != t0+14e9 || !closeTo(got[0].DoubleValue(), 10, 1e-9, 0) {
+		t.Fatalf("shutdown reading %v", got)
+	}
+	if v, _ := all[15].ResourceMetrics().At(0).Resource().Attributes().Get("service.name"); v.Str() != "sfu" {
+		t.Errorf("shutdown batch resource %v", all[15].ResourceMetrics().At(0).Resource().Attributes().AsRaw())
+	}
 }

@@ -26,6 +26,7 @@ DEFAULT_CONFIG = {
     "gap_after_s": 60.0,
     "wrap_modulus": None,
     "max_series": 2000,
+    "reading_min_span_s": 0.0,
 }
 
 
@@ -213,6 +214,35 @@ def cases() -> list[dict]:
          {"points": [pt("c", i, 5.0) for i in range(21, 31)]},
          {"read": t(30), "expect": [reading("c", 0.0, 20, 30, [0.0])]}],
         {}))
+
+    # 8b. A collector's reading span: short new data waits, a silent read flushes it.
+    out.append(vector(
+        "reading_min_span",
+        "With reading_min_span_s 10 (a collector's default), a series whose new data "
+        "spans less than 9.5 s and that got a point since the previous read is not read "
+        "yet. Rising 10/s from a baseline at 0 s: read at 3 s (3 s of data: held), at "
+        "10 s (one reading over [0, 10] s), at 19 s (9 s: held), at 20 s after a point "
+        "at 19.6 s (9.6 s >= 0.95 x 10 s: a reading over [10, 19.6] s). Then 200 in "
+        "one second inside 3 s of data, read at 23 s (held); the read at 30 s got no "
+        "point, so the held data is read at once: mean (416 - 196) / 3 s, 1 s peak "
+        "200/s (the last data is never held back). That read does not count as silent: "
+        "40 s is the first silent read, 50 s the second (final 0 over [22.6, 50] s).",
+        {"c": CUM},
+        [{"points": [pt("c", i, 10.0 * i) for i in range(0, 4)]},
+         {"read": t(3), "expect": []},
+         {"points": [pt("c", i, 10.0 * i) for i in range(4, 11)]},
+         {"read": t(10), "expect": [reading("c", 10.0, 0, 10, [10.0])]},
+         {"points": [pt("c", i, 10.0 * i) for i in range(11, 20)]},
+         {"read": t(19), "expect": []},
+         {"points": [pt("c", 19.6, 196.0)]},
+         {"read": t(20), "expect": [reading("c", 10.0, 10, 19.6, [10.0])]},
+         {"points": [pt("c", 20.6, 206.0), pt("c", 21.6, 406.0), pt("c", 22.6, 416.0)]},
+         {"read": t(23), "expect": []},
+         {"read": t(30), "expect": [reading("c", 220.0 / 3, 19.6, 22.6, [200.0])]},
+         {"read": t(40), "expect": []},
+         {"read": t(50), "expect": [reading("c", 0.0, 22.6, 50, [0.0], final=True)]}],
+        {"quiet": 1},
+        config={"reading_min_span_s": 10.0}))
 
     # 9. Gap.
     pts = [pt("g", i, 10.0 * i, start=t(0)) for i in range(1, 11)]
