@@ -294,6 +294,21 @@ def test_the_reading_span_reads_each_series_once_per_10s_of_data_and_never_holds
         16: (T0 + 13 * S, T0 + 16 * S, 0.0)}   # then two silent batches: the final reading
 
 
+def test_a_series_is_one_series_whatever_order_its_attributes_come_in():
+    cp._reset_for_tests({"OTEL_RTC_LOAD": "false", "OTEL_RTC_RATE_READING_SPAN": "0"})
+    fwd = dict(A)
+    rev = dict(reversed(list(A.items())))
+    assert list(fwd) != list(rev)
+    got = []
+    for k, attrs in ((1, fwd), (2, rev), (3, fwd)):
+        rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", [num_point(attrs, T0, T0 + k * S,
+                                                                      1000 * k)]))
+        cp.process_metrics(rm)
+        got.append(_rates_by_room(rm))
+    assert got == [{"r1": (T0 + (k - 1) * S, T0 + k * S, 1000.0)} for k in (1, 2, 3)]
+    assert len(cp._state.deriver.engine) == 1
+
+
 def test_a_batch_of_the_resource_without_selected_metrics_reads_what_was_held():
     cp._reset_for_tests({"OTEL_RTC_LOAD": "false"})
     rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", [num_point(A, T0, T0 + S, 1000)]))

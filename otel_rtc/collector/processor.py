@@ -133,8 +133,8 @@ class _State:
         self.upstream: dict[Hashable, None] = {}
         self.problems: dict[Hashable, dict[tuple[str, str, str], int]] = {}
         self.calls = 0
-        # (resource key, name, attrs) -> that tuple: one canonical key object per series
-        self.keys: dict[Hashable, Hashable] = {}
+        # (repr(resource key), name, attributes as read) -> (series key, its tag)
+        self.keys: dict[Hashable, tuple[Hashable, Any]] = {}
 
     def _on_anomaly(self, reason: str) -> None:
         self.problem(self.current, DROPPED if is_rejection(reason) else ANOMALIES, COMPONENT,
@@ -280,7 +280,6 @@ def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
     observe = engine.observe
     md = sdk.MetricData
     keys = st.keys
-    max_keys = 2 * st.settings.rate.max_series + 1024
     res = st.resources.get(rkey)
     sms = list(rm.scope_metrics or ())
     if rkey in st.upstream or any(sm.scope is not None and sm.scope.name == IN_PROCESS_SCOPE
@@ -292,6 +291,7 @@ def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
             _append_scope(sdk, rm, metrics)
         return
     latest = 0
+    rid = repr(rkey)  # a str: hashed once per batch, not once per point
     for sm in sms:
         scope = sm.scope
         if scope is not None and scope.name == SCOPE_NAME:
@@ -330,18 +330,18 @@ def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
                 if v is None or type(v) not in _NUMBER_TYPES or not isinstance(t, int):
                     st._on_anomaly("invalid")
                     continue
-                a = _attrs(p.attributes)
-                k = (rkey, name, a)
-                key = keys.get(k)
-                if key is None:
-                    if len(keys) >= max_keys:
-                        keys.clear()
-                    key = keys[k] = k
-                tag = None
-                if key not in engine:
-                    tag = d.tag(name, unit, desc, a, hist, sel, rkey)
-                    if tag is None:
-                        continue
+                # The point's attributes as read, in their order: a known series costs
+                # one lookup (no sort, no type checks); anything else takes _series().
+                try:
+                    key, tag = keys[(rid, name, tuple(map(_KEY_AND_VALUE, p.attributes)))]
+                except (KeyError, TypeError, AttributeError):
+                    key, tag = _series(st, rkey, rid, name, unit, desc, hist, sel,
+                                       p.attributes)
+                else:
+                    if tag is None:  # counted per point, as Deriver.tag() counts a new one
+                        st._on_anomaly("missing_attributes")
+                if tag is None:  # feeds the load only, without room, direction or media
+                    continue
                 if observe(key, v, t, p.start_time_unix_nano or 0, cumulative,
                            p.flags or 0, tag):
                     series[key] = None
@@ -355,16 +355,34 @@ def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
         series = res[0]
         d.derive_into(groups, latest or time.time_ns(), list(series),
                       st.settings.reading_min_span_s)
-        for k in [k for k in series if k not in engine]:
-            del series[k]  # ended (final reading) or never admitted
-        if not series:
-            del st.resources[rkey]
     if st.calls % 64 == 0:
         _forget_idle(st)
     metrics = _to_metrics(sdk, groups) if groups else []
     metrics.extend(_problem_metrics(st, sdk, rkey))
     if metrics:
         _append_scope(sdk, rm, metrics)
+
+
+def _series(st: _State, rkey: Hashable, rid: str, name: str, unit: str, desc: str,
+            hist: bool, sel: int, kvs: Any) -> tuple[Hashable, Any]:
+    """The canonical key and the tag of a point's series, remembered by its raw attributes.
+
+    The canonical key holds the attributes sorted by key, as plain values, so a series is
+    one series whatever order its attributes come in. ``rid`` is ``repr(rkey)``.
+    """
+    a = _attrs(kvs)
+    # A str: its hash is computed once and kept, where a nested tuple's is recomputed at
+    # every lookup (three per point).
+    key = repr((rkey, name, a))
+    entry = (key, st.deriver.tag(name, unit, desc, a, hist, sel, rkey))
+    keys = st.keys
+    if len(keys) >= 2 * st.settings.rate.max_series + 1024:
+        keys.clear()
+    try:
+        keys[(rid, name, tuple(map(_KEY_AND_VALUE, kvs)))] = entry
+    except (TypeError, AttributeError):  # a value that is not hashable, or missing
+        pass
+    return entry
 
 
 def _mark_upstream(st: _State, rkey: Hashable) -> None:
@@ -381,16 +399,25 @@ def _mark_upstream(st: _State, rkey: Hashable) -> None:
 
 
 def _forget_idle(st: _State) -> None:
-    """Forget the series of resources that sent nothing for ``resource_idle_s``.
+    """Forget idle resources (nothing for ``resource_idle_s``) and series that ended.
 
     No batch of such a resource is left to carry a reading, so data a reading span held
     back is lost with it: counted (``unread_at_idle``), exported if the resource returns.
     """
+    engine = st.deriver.engine
     limit = time.monotonic() - st.settings.resource_idle_s
     for rkey in [r for r, res in st.resources.items() if res[1] < limit]:
         for k in st.resources.pop(rkey)[0]:
-            if st.deriver.engine.forget(k):
+            if engine.forget(k):
                 st.problem(rkey, DROPPED, COMPONENT, "unread_at_idle")
+    # Series that ended (final reading) or were never admitted, looked for here rather
+    # than after every batch: read() skips them meanwhile.
+    for rkey, res in list(st.resources.items()):
+        series = res[0]
+        for k in [k for k in series if k not in engine]:
+            del series[k]
+        if not series:
+            del st.resources[rkey]
 
 
 def _emit_problems(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
