@@ -308,3 +308,32 @@ func TestReadingSpanAndShutdownFlush(t *testing.T) {
 		t.Errorf("shutdown batch resource %v", all[15].ResourceMetrics().At(0).Resource().Attributes().AsRaw())
 	}
 }
+
+// A series is one series whatever order its attributes come in; values, keys and types
+// all count.
+func TestAttrsHash(t *testing.T) {
+	m := func(kv ...any) pcommon.Map {
+		a := pcommon.NewMap()
+		for i := 0; i < len(kv); i += 2 {
+			switch v := kv[i+1].(type) {
+			case string:
+				a.PutStr(kv[i].(string), v)
+			case int:
+				a.PutInt(kv[i].(string), int64(v))
+			}
+		}
+		return a
+	}
+	if attrsHash(m("a", "x", "b", "y")) != attrsHash(m("b", "y", "a", "x")) {
+		t.Error("order changed the hash")
+	}
+	for _, other := range []pcommon.Map{m("a", "y", "b", "x"), m("a", "x"), m("a", "x", "b", "y", "c", "z"),
+		m("x", "a", "y", "b"), m("a", "x", "b", 1)} {
+		if attrsHash(m("a", "x", "b", "y")) == attrsHash(other) {
+			t.Errorf("%v hashes like a=x, b=y", other.AsRaw())
+		}
+	}
+	if attrsHash(m("a", "1")) == attrsHash(m("a", 1)) {
+		t.Error("a string and an int of the same text hash alike")
+	}
+}
