@@ -18,8 +18,9 @@ from otel_rtc.core import switch as _switch
 from otel_rtc.instrumentation import self_telemetry as _self_telemetry
 from otel_rtc.instrumentation.bursts import BurstMonitor
 from otel_rtc.sdk.aggregation import default_registry
-from otel_rtc.sdk.configure import FILE_NAMES, Telemetry, configure
+from otel_rtc.sdk.configure import Telemetry, configure
 from otel_rtc.sdk.export import MetricsProcessor
+from otel_rtc.sdk.exporters import FILE_NAMES
 from otel_rtc.testing import make_test_pipeline
 from tests._otlp_receiver import OtlpReceiver, attrs_of
 

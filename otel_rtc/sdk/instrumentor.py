@@ -96,10 +96,8 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _do_instrument(self, **kwargs: Any) -> None:
         from opentelemetry import metrics
 
-        from otel_rtc.sdk.configure import (
-            configure,
-            sdk_providers_installed,
-        )
+        from otel_rtc.sdk.configure import configure
+        from otel_rtc.sdk.providers import sdk_providers_installed
 
         self._telemetry = None
         self._bound = None
