@@ -15,7 +15,7 @@ from examples import message_server, sfu_pubsub
 from otel_rtc import configure
 from otel_rtc.collector.rotel import processor_path
 from otel_rtc.core.switch import burst_switches
-from otel_rtc.instrumentation.pubsub import ATTEMPT_REASONS
+from otel_rtc.instrumentation.pubsub_attempts import ATTEMPT_REASONS
 from tests._otlp_receiver import attrs_of
 
 pytestmark = pytest.mark.collector

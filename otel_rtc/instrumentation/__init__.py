@@ -19,11 +19,11 @@ _EXPORTS: dict[str, str] = {
     "MessageHandler": "handler",
     "MessageScope": "handler",
     "PubSubTelemetry": "pubsub",
-    "Publication": "pubsub",
-    "Subscription": "pubsub",
+    "Publication": "pubsub_attempts",
     "Session": "sessions",
     "SessionEvent": "sessions",
     "SessionRegistry": "sessions",
+    "Subscription": "pubsub_attempts",
     "TrafficAccounting": "traffic",
 }
 
@@ -51,7 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from otel_rtc.instrumentation.bursts import BurstMonitor
     from otel_rtc.instrumentation.handler import MessageHandler, MessageScope
-    from otel_rtc.instrumentation.pubsub import Publication, PubSubTelemetry, Subscription
+    from otel_rtc.instrumentation.pubsub import PubSubTelemetry
+    from otel_rtc.instrumentation.pubsub_attempts import Publication, Subscription
     from otel_rtc.instrumentation.sessions import Session, SessionEvent, SessionRegistry
     from otel_rtc.instrumentation.traffic import TrafficAccounting
 

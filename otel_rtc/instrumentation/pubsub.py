@@ -32,6 +32,10 @@ Time spent waiting on a muted/paused publisher is **excluded** from the duration
 intervals between :meth:`Timer.mute` and :meth:`Timer.unmute` are subtracted and
 reported separately (histogram ``otel_rtc.{publication,subscription}.muted_wait``,
 span attribute ``otel_rtc.muted_wait``).
+
+:class:`PubSubTelemetry` starts, numbers and tracks the attempts; an attempt itself
+(:class:`~otel_rtc.instrumentation.pubsub_attempts.Timer`, ``Publication``,
+``Subscription``) is in :mod:`otel_rtc.instrumentation.pubsub_attempts`.
 """
 
 from __future__ import annotations
@@ -43,82 +47,32 @@ from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import wrapt
-from opentelemetry import context as context_api
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Link, SpanContext, SpanKind
 
 from otel_rtc.core import names
-from otel_rtc.core.clock import NS_PER_S, Clock, wall_clock_ns
-from otel_rtc.instrumentation.attributes import intern_attrs
-from otel_rtc.instrumentation.recording import CounterSpec, HistogramSpec, Recorder
-from otel_rtc.instrumentation.self_telemetry import (
-    count_clamp,
-    count_drop,
-    record_failure,
-    report_error,
+from otel_rtc.core.clock import Clock, wall_clock_ns
+from otel_rtc.instrumentation.pubsub_attempts import (
+    ATTEMPT_REASONS,
+    MEDIA_KINDS,
+    OTHER,
+    PUBLICATION_SPECS,
+    SUBSCRIPTION_SPECS,
+    Operation,
+    Publication,
+    Subscription,
+    Timer,
+    take_over,
 )
+from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
 from otel_rtc.version import __version__
 
-__all__ = ["ATTEMPT_REASONS", "PubSubTelemetry", "Publication", "Subscription", "Timer"]
+__all__ = ["PubSubTelemetry"]
 
 _logger = logging.getLogger("otel_rtc.pubsub")
 
-ATTEMPT_REASONS = ("first", "retry", "migration", "resume", "unmuted")
-OUTCOMES = ("success", "failure", "abandoned", "superseded", "resumed")
-# Outcomes with a duration sample: the attempt ended on its own terms.
-TIMED_OUTCOMES = frozenset({"success", "failure"})
-# A newer attempt with one of these reasons takes over an open attempt as ``resumed``.
-RESUMING_REASONS = frozenset({"resume", "migration"})
-MEDIA_KINDS = ("audio", "video", "data")
-OTHER = names.OTHER
-
-PUBSUB_BUCKETS: tuple[float, ...] = (
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-)
-
-
-def _specs(op: str) -> tuple[HistogramSpec, HistogramSpec, CounterSpec, CounterSpec]:
-    return (
-        HistogramSpec(f"otel_rtc.{op}.duration", "s",
-                      f"Track {op} time, request to first packet, muted time excluded; "
-                      "successful and failed attempts only.",
-                      PUBSUB_BUCKETS),
-        HistogramSpec(f"otel_rtc.{op}.muted_wait", "s",
-                      f"Time a track {op} waited on a muted or paused publisher.",
-                      PUBSUB_BUCKETS),
-        CounterSpec(f"otel_rtc.{op}.attempts", "{attempt}", f"Track {op} attempts started."),
-        CounterSpec(f"otel_rtc.{op}.outcomes", "{attempt}", f"Track {op} attempts ended."),
-    )
-
-
-PUBLICATION_SPECS = _specs("publication")
-SUBSCRIPTION_SPECS = _specs("subscription")
-
 _PREVIOUS_ATTEMPT = {"otel_rtc.link": "previous_attempt"}
-
-_START_ATTRS = {
-    (k, r): intern_attrs({names.ATTR_MEDIA_KIND: k, names.ATTR_ATTEMPT: r})
-    for k in (*MEDIA_KINDS, OTHER) for r in ATTEMPT_REASONS
-}
-_END_ATTRS = {
-    (k, r, o): intern_attrs({names.ATTR_MEDIA_KIND: k, names.ATTR_ATTEMPT: r,
-                             names.ATTR_OUTCOME: o})
-    for k in (*MEDIA_KINDS, OTHER) for r in ATTEMPT_REASONS for o in OUTCOMES
-}
-
-
-class _Op:
-    """The recorders of one operation (publication or subscription)."""
-
-    __slots__ = ("end", "name", "start")
-
-    def __init__(self, name: str, specs: tuple[HistogramSpec, HistogramSpec, CounterSpec,
-                                               CounterSpec], meter_provider: Any) -> None:
-        dur, muted, attempts, outcomes = specs
-        self.name = name
-        self.start = Recorder((), (attempts,), meter_provider)
-        self.end = Recorder((dur, muted), (outcomes,), meter_provider)
 
 
 class _Key:
@@ -127,248 +81,6 @@ class _Key:
     def __init__(self) -> None:
         self.attempts = 0
         self.open: Timer | None = None
-
-
-class Timer:
-    """One publication or subscription attempt. Never raises into the caller.
-
-    Use as a (sync or async) context manager, or call :meth:`complete` /
-    :meth:`fail` / :meth:`abandon` from wherever the outcome becomes known. Leaving the
-    ``with`` block without an outcome completes it (or fails it on an exception), unless
-    the attempt is suspended (:meth:`suspend`).
-    """
-
-    __slots__ = ("_done", "_muted_ns", "_muted_since", "_op", "_owner", "_suspended_ns",
-                 "_token", "attempt", "attempt_number", "key", "kind", "participant", "room",
-                 "span", "start_ns", "track")
-
-    def __init__(self, owner: PubSubTelemetry, op: _Op, key: tuple[str, str, str, str],
-                 kind: str, attempt: str, attempt_number: int, start_ns: int,
-                 span: trace.Span, muted: bool) -> None:
-        self._owner = owner
-        self._op = op
-        self.key = key
-        _, self.room, self.participant, self.track = key
-        self.kind = kind
-        self.attempt = attempt
-        self.attempt_number = attempt_number
-        self.start_ns = start_ns
-        self.span = span
-        self._muted_ns = 0
-        self._muted_since: int | None = start_ns if muted else None
-        self._suspended_ns: int | None = None
-        self._done = False
-        self._token: object | None = None
-
-    @property
-    def done(self) -> bool:
-        """Whether an outcome was recorded."""
-        return self._done
-
-    @property
-    def suspended(self) -> bool:
-        """Whether the attempt is on hold, expected to resume (see :meth:`suspend`)."""
-        return self._suspended_ns is not None
-
-    @property
-    def muted_wait_ns(self) -> int:
-        """Muted time so far (completed intervals)."""
-        return self._muted_ns
-
-    def mute(self, t_ns: int | None = None) -> None:
-        """The publisher's track became muted/paused: stop counting time."""
-        try:
-            if not self._done and self._suspended_ns is None and self._muted_since is None:
-                self._muted_since = self._owner._clock() if t_ns is None else t_ns
-        except Exception as exc:
-            report_error("pubsub", exc)
-
-    def unmute(self, t_ns: int | None = None) -> None:
-        """The publisher's track resumed: count time again."""
-        try:
-            if (not self._done and self._suspended_ns is None
-                    and self._muted_since is not None):
-                now = self._owner._clock() if t_ns is None else t_ns
-                self._muted_ns += _elapsed(now, self._muted_since)
-                self._muted_since = None
-        except Exception as exc:
-            report_error("pubsub", exc)
-
-    def milestone(self, name: str, t_ns: int | None = None) -> None:
-        """Record an intermediate step (e.g. ``bound``) as a span event."""
-        try:
-            if not self._done and self.span.is_recording():
-                now = self._owner._clock() if t_ns is None else t_ns
-                self.span.add_event(name, timestamp=now)
-        except Exception as exc:
-            report_error("pubsub", exc)
-
-    def suspend(self, t_ns: int | None = None) -> None:
-        """Put the attempt on hold: it is expected to resume as a new attempt.
-
-        Call it when the attempt is interrupted but will be retried on the same key,
-        e.g. the subscriber's signal connection dropped and a resume is expected (an
-        SFU's ``isExpectedToResume``). The attempt's clock stops at ``t_ns``; late
-        :meth:`complete` / :meth:`fail` calls (from the old transport) are ignored and
-        counted as dropped (reason ``suspended``); the span stays open, with a
-        ``otel_rtc.suspended`` event, until the attempt is resolved:
-
-        * the next attempt on the same key starts: it is a ``resume`` unless a reason is
-          given, and this one ends as ``resumed`` (``superseded`` if the new reason is
-          ``first``, ``retry`` or ``unmuted``);
-        * :meth:`abandon`, :meth:`PubSubTelemetry.forget` or eviction from the tracked
-          keys: ``abandoned``.
-
-        Either way the span ends at the suspension time and no duration is recorded.
-        Suspending a finished or already suspended attempt does nothing.
-
-        Args:
-            t_ns: Suspension time; the clock by default.
-        """
-        try:
-            owner = self._owner
-            now = owner._clock() if t_ns is None else t_ns
-            if not isinstance(now, int):
-                count_drop("pubsub", "invalid_time")
-                return
-            with owner._lock:
-                if self._done or self._suspended_ns is not None:
-                    return
-                self._suspended_ns = now
-            if self.span.is_recording():
-                self.span.add_event("otel_rtc.suspended", timestamp=now)
-        except Exception as exc:
-            report_error("pubsub", exc)
-
-    expect_resume = suspend
-
-    def complete(self, t_ns: int | None = None) -> None:
-        """The attempt succeeded: the track is published / the first packet arrived."""
-        self._finish("success", t_ns, None)
-
-    def fail(self, error: BaseException | str = names.ERROR_TYPE_OTHER,
-             t_ns: int | None = None) -> None:
-        """The attempt failed; ``error`` is an exception or an ``error.type`` value.
-
-        Only the exception's type is recorded, unless
-        ``OTEL_RTC_RECORD_EXCEPTION_MESSAGES=true`` (see ``docs/handlers.md``).
-        """
-        self._finish("failure", t_ns, error)
-
-    def abandon(self, t_ns: int | None = None) -> None:
-        """The attempt was given up (participant left, resume never came).
-
-        Outcome ``abandoned``: counted in ``*.outcomes``, no duration sample.
-        """
-        self._finish("abandoned", t_ns, None)
-
-    def _finish(self, outcome: str, t_ns: int | None, error: BaseException | str | None,
-                successor: str | None = None) -> None:
-        with self._owner._lock:  # one outcome even when two threads race to finish
-            if self._done:
-                return
-            suspended_at = self._suspended_ns
-            if suspended_at is not None and outcome in TIMED_OUTCOMES:
-                late = True
-            else:
-                late = False
-                self._done = True
-        if late:
-            count_drop("pubsub", "suspended")
-            return
-        try:
-            owner = self._owner
-            now = owner._clock() if t_ns is None else t_ns
-            end_ns = now if suspended_at is None else suspended_at
-            if end_ns < self.start_ns:  # the clock went backwards: no negative time
-                count_clamp("pubsub")
-                end_ns = self.start_ns
-            if self._muted_since is not None:
-                self._muted_ns += _elapsed(end_ns, self._muted_since)
-                self._muted_since = None
-            span = self.span
-            attrs = _END_ATTRS[(self.kind, self.attempt, outcome)]
-            muted_s = self._muted_ns / NS_PER_S
-            duration = 0.0
-            if outcome in TIMED_OUTCOMES:
-                duration = _elapsed(end_ns - self._muted_ns, self.start_ns) / NS_PER_S
-                ctx = span.get_span_context()
-                exemplar: SpanContext | None = ctx if ctx.trace_flags.sampled else None
-                self._op.end.record(attrs, (duration, muted_s if self._muted_ns else None),
-                                    exemplar, now)
-            else:
-                # Taken over or given up: its time says how long the client took to come
-                # back or leave, not how long the SFU took, so only the counter sees it.
-                self._op.end.record(attrs, (None, None), None, now)
-            if span.is_recording():
-                span.set_attribute(names.ATTR_OUTCOME, outcome)
-                if self._muted_ns:
-                    span.set_attribute("otel_rtc.muted_wait", muted_s)
-                if successor is not None:
-                    span.set_attribute("otel_rtc.superseded_by", successor)
-                if error is not None:
-                    record_failure(span, error, end_ns)
-            if (outcome == "success" and self._op.name == "publication"
-                    and owner.high_publish_delay_s is not None
-                    and duration >= owner.high_publish_delay_s):
-                owner._high_delay(self, duration)
-            span.end(end_time=end_ns)
-        except Exception as exc:
-            report_error("pubsub", exc)
-        finally:
-            self._owner._closed(self)
-
-    # -- context manager -----------------------------------------------------------
-    def __enter__(self) -> Timer:
-        try:
-            self._token = context_api.attach(trace.set_span_in_context(self.span))
-        except Exception as exc:
-            report_error("pubsub", exc)
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if self._suspended_ns is not None:
-            pass  # on hold: resolved by the next attempt, abandon() or forget()
-        elif exc is not None:
-            self.fail(exc)
-        elif not self._done:
-            self.complete()
-        token, self._token = self._token, None
-        if token is not None:
-            try:
-                context_api.detach(token)  # type: ignore[arg-type]
-            except Exception as e:
-                report_error("pubsub", e)
-
-    async def __aenter__(self) -> Timer:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
-class Publication(Timer):
-    """A track publication attempt (``PRODUCER`` span)."""
-
-    __slots__ = ()
-
-    def inject(self, carrier: MutableMapping[str, str]) -> MutableMapping[str, str]:
-        """Write this publication's trace context into message headers; returns them."""
-        try:
-            self._owner._propagator_inject(carrier, self.span)
-        except Exception as exc:
-            report_error("pubsub", exc)
-        return carrier
-
-
-class Subscription(Timer):
-    """A track subscription attempt (``CONSUMER`` span linked to its publication)."""
-
-    __slots__ = ()
-
-    def bound(self, t_ns: int | None = None) -> None:
-        """The subscription got its transport/down-track (span event ``bound``)."""
-        self.milestone("bound", t_ns)
 
 
 class PubSubTelemetry:
@@ -411,9 +123,12 @@ class PubSubTelemetry:
         self.messaging_system = messaging_system
         self.max_tracked = max_tracked
         self._propagator = propagator
-        self._pub = _Op("publication", PUBLICATION_SPECS, meter_provider)
-        self._sub = _Op("subscription", SUBSCRIPTION_SPECS, meter_provider)
         self._lock = threading.Lock()
+        self._pub = Operation(PUBLICATION_SPECS, meter_provider, clock=clock, lock=self._lock,
+                              on_closed=self._closed, on_success=self._published,
+                              propagator=propagator)
+        self._sub = Operation(SUBSCRIPTION_SPECS, meter_provider, clock=clock, lock=self._lock,
+                              on_closed=self._closed)
         self._keys: dict[tuple[str, str, str, str], _Key] = {}
         self._by_participant: dict[tuple[str, str], set[tuple[str, str, str, str]]] = {}
 
@@ -482,7 +197,7 @@ class PubSubTelemetry:
             sub.span.set_attribute(names.ATTR_PUBLISHER, publisher)
         return sub
 
-    def _start(self, cls: type[Timer], op: _Op, span_kind: SpanKind, verb: str,
+    def _start(self, cls: type[Timer], op: Operation, span_kind: SpanKind, verb: str,
                key: tuple[str, str, str, str], kind: str, reason: str | None, muted: bool,
                t_ns: int | None, link_ctx: SpanContext | None) -> Any:
         try:
@@ -502,7 +217,7 @@ class PubSubTelemetry:
                 number = st.attempts
                 previous, st.open = st.open, None
                 if reason is None:
-                    if previous is not None and previous._suspended_ns is not None:
+                    if previous is not None and previous.suspended:
                         reason = "resume"
                     else:
                         reason = "first" if number == 1 else "retry"
@@ -510,9 +225,7 @@ class PubSubTelemetry:
                 evicted.abandon(now)
             links = [Link(link_ctx)] if link_ctx is not None and link_ctx.is_valid else []
             if previous is not None:
-                previous._finish(
-                    "resumed" if reason in RESUMING_REASONS else "superseded", now, None,
-                    reason)
+                take_over(previous, reason, now)
                 prev_ctx = previous.span.get_span_context()
                 if prev_ctx.is_valid:
                     links.append(Link(prev_ctx, _PREVIOUS_ATTEMPT))
@@ -532,15 +245,15 @@ class PubSubTelemetry:
                     names.ATTR_ATTEMPT: reason,
                     names.ATTR_ATTEMPT_NUMBER: number,
                 })
-            timer = cls(self, op, key, kind, reason, number, now, span, muted)
+            timer = cls(op, key, kind, reason, number, now, span, muted)
             with self._lock:
                 if self._keys.get(key) is st:
                     st.open = timer
-            op.start.record(_START_ATTRS[(kind, reason)], (), None, now)
+            op.started(kind, reason, now)
             return timer
         except Exception as exc:
             report_error("pubsub", exc)
-            return cls(self, op, key, OTHER, "first", 0, self._clock(),
+            return cls(op, key, OTHER, "first", 0, self._clock(),
                        trace.INVALID_SPAN, muted)
 
     def _track_key(self, key: tuple[str, str, str, str]) -> tuple[_Key, Timer | None]:
@@ -555,7 +268,7 @@ class PubSubTelemetry:
             old_key, _ = next(iter(self._keys.items()))
             old = self._untrack(old_key)
             count_drop("pubsub", "tracked_cap")
-            if old is not None and old.open is not None and old.open._suspended_ns is not None:
+            if old is not None and old.open is not None and old.open.suspended:
                 evicted = old.open
         st = self._keys[key] = _Key()
         self._by_participant.setdefault((key[1], key[2]), set()).add(key)
@@ -618,7 +331,7 @@ class PubSubTelemetry:
             with self._lock:
                 opened = [st.open for key in self._by_participant.get((room, subscriber), ())
                           if key[0] == "sub" and (st := self._keys.get(key)) is not None
-                          and st.open is not None and st.open._suspended_ns is None]
+                          and st.open is not None and not st.open.suspended]
             for timer in opened:
                 timer.suspend(now)
             return len(opened)
@@ -632,20 +345,16 @@ class PubSubTelemetry:
         return len(self._keys)
 
     # -- propagation ---------------------------------------------------------------
-    def _propagator_inject(self, carrier: MutableMapping[str, str], span: trace.Span) -> None:
-        ctx = trace.set_span_in_context(span)
-        if self._propagator is not None:
-            self._propagator.inject(carrier, context=ctx)
-        else:
-            propagate.inject(carrier, context=ctx)
-
     def _extract(self, carrier: Mapping[str, str]) -> SpanContext | None:
         ctx = (self._propagator.extract(carrier) if self._propagator is not None
                else propagate.extract(carrier))
         sc = trace.get_current_span(ctx).get_span_context()
         return sc if sc.is_valid else None
 
-    def _high_delay(self, timer: Timer, duration: float) -> None:
+    def _published(self, timer: Timer, duration: float) -> None:
+        """A publication succeeded: log it, with a span event, when it was slow."""
+        if self.high_publish_delay_s is None or duration < self.high_publish_delay_s:
+            return
         _logger.info(
             "otel_rtc: high publish delay %.3fs (threshold %.3fs) track=%s participant=%s "
             "room=%s kind=%s attempt=%s",
@@ -673,15 +382,6 @@ class PubSubTelemetry:
     def subscribes(self, describe: Callable[..., Mapping[str, Any]]) -> Callable[[Any], Any]:
         """Decorator timing a subscribe function, call to return (see :meth:`publishes`)."""
         return _timing_decorator(self.subscription, describe)
-
-
-def _elapsed(later: int, earlier: int) -> int:
-    """``later - earlier``, clamped at 0 (a backwards clock), each clamp counted."""
-    d = later - earlier
-    if d < 0:
-        count_clamp("pubsub")
-        return 0
-    return d
 
 
 def _start_from(start: Callable[..., Timer], describe: Callable[..., Mapping[str, Any]],
@@ -721,4 +421,3 @@ def _timing_decorator(start: Callable[..., Timer],
         return sync_wrapper(func)
 
     return decorate
-
