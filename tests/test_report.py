@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from otel_rtc.report import analysis as a
 from otel_rtc.report import data as d
 from tests import _chromium
 
@@ -66,17 +67,17 @@ def test_counters_add_up_across_restarts_and_deltas(tmp_path):
                 otel_rtc__drop__reason="queue_full")], temporality=1),
     ])
     data = d.load(tmp_path)
-    assert d.counter_totals(data, "otel_rtc.buffer.dropped") == {None: 12.0}
-    drops = d.drops_over_time(data)
+    assert a.counter_totals(data, "otel_rtc.buffer.dropped") == {None: 12.0}
+    drops = a.drops_over_time(data)
     # from 0 at the counter's start, then the running total at each export
     assert [v for _, v in drops[("buffer", "otel_rtc.buffer.dropped: full")]] == [
         0.0, 5.0, 9.0, 12.0]
     assert [v for _, v in drops[("exporter", "export.traces: queue_full")]] == [2.0, 3.0]
     # the buffer's drops repeated in otel_rtc.telemetry.dropped are not counted twice
     assert all(label != "buffer: full" for _, label in drops)
-    assert not d.kernel_measured(data)
+    assert not a.kernel_measured(data)
     # since_ns skips what an earlier run appended
-    assert d.counter_totals(d.load(tmp_path, since_ns=T0 + 3 * S),
+    assert a.counter_totals(d.load(tmp_path, since_ns=T0 + 3 * S),
                             "otel_rtc.buffer.dropped") == {None: 3.0}
 
 
@@ -87,8 +88,8 @@ def test_kernel_drops_are_recognised_when_a_counter_reports_them(tmp_path):
         _sum_doc("chat.udp.receive_buffer.dropped", [_pt(3, 1)]),  # examples/message_server
     ])
     data = d.load(tmp_path)
-    assert d.kernel_measured(data)
-    drops = d.drops_over_time(data)
+    assert a.kernel_measured(data)
+    drops = a.drops_over_time(data)
     assert drops[("kernel", "example.socket.rxq_overflow.dropped")][-1][1] == 6.0
     assert drops[("kernel", "chat.udp.receive_buffer.dropped")][-1][1] == 3.0
     assert drops[("buffer", "otel_rtc.buffer.dropped: full")][-1][1] == 4.0
@@ -98,8 +99,8 @@ def test_kernel_drops_are_recognised_when_a_counter_reports_them(tmp_path):
         [_pt(2, 1, otel_rtc__component="socket", otel_rtc__drop__reason="rxq_overflow")]))
         + "\n")
     data = d.load(tmp_path)
-    assert d.kernel_measured(data)
-    assert list(d.drops_over_time(data)) == [("kernel", "socket: rxq_overflow")]
+    assert a.kernel_measured(data)
+    assert list(a.drops_over_time(data)) == [("kernel", "socket: rxq_overflow")]
 
 
 def test_histograms_merge_by_attempt_and_quantiles_stay_inside_min_max(tmp_path):
@@ -116,11 +117,11 @@ def test_histograms_merge_by_attempt_and_quantiles_stay_inside_min_max(tmp_path)
     _write(tmp_path, "metrics.jsonl", [hist(4, [1, 3, 0, 0], 1, "first"),
                                        hist(10, [2, 6, 2, 0], 2, "first"),
                                        hist(2, [0, 0, 2, 0], 2, "retry")])
-    by = d.histograms_by(d.load(tmp_path), "messaging.process.duration", "otel_rtc.attempt")
+    by = a.histograms_by(d.load(tmp_path), "messaging.process.duration", "otel_rtc.attempt")
     assert by["first"].count == 10 and by["first"].counts == (2, 6, 2, 0)  # the last point
     assert by["first"].mean == pytest.approx(0.01)
-    assert 0.005 <= d.quantile(by["first"], 0.5) <= 0.01
-    assert d.quantile(by["retry"], 0.99) <= 0.03  # the recorded max, not the bucket's 0.05
+    assert 0.005 <= a.quantile(by["first"], 0.5) <= 0.01
+    assert a.quantile(by["retry"], 0.99) <= 0.03  # the recorded max, not the bucket's 0.05
 
 
 # -- the command, through the installed console script ----------------------------------

@@ -16,20 +16,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from otel_rtc.report.data import (
-    Hist,
-    ReportError,
+from otel_rtc.report.analysis import (
     RoomLoadSeries,
     StreamRate,
-    TelemetryData,
     drops_over_time,
     kernel_measured,
     latency_by_attempt,
-    load,
     quantile,
     room_loads,
     stream_rates,
 )
+from otel_rtc.report.data import Hist, ReportError, TelemetryData, load
 
 __all__ = [
     "Hist",

@@ -1,4 +1,4 @@
-"""The report's charts, as Plotly figures built from :mod:`otel_rtc.report.data`.
+"""The report's charts, as Plotly figures built from :mod:`otel_rtc.report.analysis`.
 
 Needs the ``report`` extra (``pip install 'otel-rtc[report]'``). Each chart comes with a
 short explanation and, when its data is missing, a note that says why instead of an
@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from otel_rtc.core import names as n
+from otel_rtc.report import analysis
 from otel_rtc.report import data as d
 
 __all__ = ["Chart", "build_charts"]
@@ -69,7 +70,7 @@ def _bucket_labels(bounds: tuple[float, ...]) -> list[str]:
 
 def latency_chart(data: d.TelemetryData) -> Chart:
     """Latency distributions by attempt kind: first attempts next to retries."""
-    found = list(d.latency_by_attempt(data).items())
+    found = list(analysis.latency_by_attempt(data).items())
     chart = Chart("latency", "Latency: first attempts vs retries",
                   "Share of each attempt kind's messages (or subscriptions) per histogram "
                   "bucket, in ms. Retries are told apart by otel_rtc.attempt; each panel's "
@@ -81,7 +82,7 @@ def latency_chart(data: d.TelemetryData) -> Chart:
     cols = 2 if len(found) > 1 else 1
     rows = (len(found) + cols - 1) // cols
     titles = []
-    labels_of = {key: label for key, _, label, _ in d.LATENCIES}
+    labels_of = {key: label for key, _, label, _ in analysis.LATENCIES}
     for key, by_kind in found:
         label = labels_of[key]
         means = " · ".join(f"{k} {h.mean * 1e3:.3g} (n={h.count})"
@@ -161,14 +162,14 @@ def _mbps(series: list[tuple[int, float]]) -> tuple[list[str], list[float]]:
 
 def rate_chart(data: d.TelemetryData) -> Chart:
     """True mean and 1 s peak against the naive rate, for the busiest streams."""
-    streams = d.stream_rates(data)[:TOP_STREAMS]
+    streams = analysis.stream_rates(data)[:TOP_STREAMS]
     chart = Chart("rates", "True rate and 1 s peak vs the naive rate (busiest streams)",
                   "Per stream and export, from the in-process rate processor: the true rate "
                   "(bytes since the previous export ÷ the time they cover; "
                   "otel_rtc.traffic.bytes.rate, window=span) and the highest rate over ~1 s "
                   "of real samples in that time (rate.peak, subwindow=1s), next to what a "
                   "naive reader says: bytes since the previous export ÷ a "
-                  f"{d.NAIVE_WINDOW_S:g} s window. In Mbit/s. The busiest streams "
+                  f"{analysis.NAIVE_WINDOW_S:g} s window. In Mbit/s. The busiest streams "
                   "first.", None)
     if not streams:
         chart.note = ("No otel_rtc.traffic.bytes.rate series in metrics.jsonl: the default "
@@ -182,7 +183,7 @@ def rate_chart(data: d.TelemetryData) -> Chart:
     lines = (("mean", "true rate (export's span)", "#1f77b4", "solid", "lines+markers"),
              ("peak_1s", "1 s peak", "#d62728", "solid", "lines+markers"),
              ("peak_5s", "5 s peak", "#ff7f0e", "dot", "lines+markers"),
-             ("naive", f"naive: bytes since last export ÷ {d.NAIVE_WINDOW_S:g} s",
+             ("naive", f"naive: bytes since last export ÷ {analysis.NAIVE_WINDOW_S:g} s",
               "#7f7f7f", "dash", "lines+markers"))
     for i, s in enumerate(streams):
         row, col = i // cols + 1, i % cols + 1
@@ -206,7 +207,7 @@ def rate_chart(data: d.TelemetryData) -> Chart:
 
 def load_chart(data: d.TelemetryData) -> Chart:
     """Room load score over time, and the top participants' shares of each room."""
-    rooms = d.room_loads(data)
+    rooms = analysis.room_loads(data)
     chart = Chart("load", "Traffic load by room, with top participants",
                   "Left: each room's load score per export (weighted bits/s + packets/s "
                   "since the previous export, otel_rtc.traffic.load.score). Right: the "
@@ -256,8 +257,8 @@ def load_chart(data: d.TelemetryData) -> Chart:
 
 def drop_chart(data: d.TelemetryData) -> Chart:
     """Drops over time, by where they happened and why."""
-    drops = d.drops_over_time(data)
-    kernel = d.kernel_measured(data)
+    drops = analysis.drops_over_time(data)
+    kernel = analysis.kernel_measured(data)
     chart = Chart("drops", "Drops over time by reason",
                   "Running totals of every drop counter at each export (from 0 at the "
                   "counter's start time): the instrumented buffer "
