@@ -20,10 +20,8 @@ from otel_rtc.instrumentation.buffers import (
     enqueue_stamp,
 )
 from otel_rtc.instrumentation.bursts import BurstMonitor
-from otel_rtc.instrumentation.handler import (
-    MESSAGE_LATENCY_BUCKETS,
-    MessageHandler,
-)
+from otel_rtc.instrumentation.handler import MessageHandler
+from otel_rtc.instrumentation.handler_metrics import MESSAGE_LATENCY_BUCKETS
 from otel_rtc.sdk.aggregation import MESSAGING_DURATION_BUCKETS
 from otel_rtc.testing import make_test_pipeline
 
@@ -961,9 +959,9 @@ async def test_future_returned_is_timed_to_its_result_and_stays_the_same_object(
 # -- cardinality: handler destinations -----------------------------------------------------
 
 def test_destinations_over_the_cap_fold_into_one_counted_overflow_series(pipe, monkeypatch):
-    from otel_rtc.instrumentation import handler as handler_mod
+    from otel_rtc.instrumentation import handler_metrics
 
-    monkeypatch.setattr(handler_mod, "_series", handler_mod._SeriesCap(10))  # 6 admitted
+    monkeypatch.setattr(handler_metrics, "_series", handler_metrics._SeriesCap(10))  # 6 admitted
     for i in range(20):
         h = handler(pipe, destination=f"room-{i}", mode="metrics")
         h(lambda m: m)("x")
@@ -981,17 +979,17 @@ def test_destinations_over_the_cap_fold_into_one_counted_overflow_series(pipe, m
 
 
 def test_the_default_cap_is_within_the_sdk_limit():
-    from otel_rtc.instrumentation.handler import HANDLER_SERIES_LIMIT
+    from otel_rtc.instrumentation.handler_metrics import HANDLER_SERIES_LIMIT
 
     assert 0 < HANDLER_SERIES_LIMIT <= 2000
 
 
 def test_twenty_thousand_destinations_stay_under_the_sdk_limit(pipe, monkeypatch):
     # The probe: 20,000 destinations made 40,000 series with no cap and no count.
-    from otel_rtc.instrumentation import handler as handler_mod
+    from otel_rtc.instrumentation import handler_metrics
 
-    monkeypatch.setattr(handler_mod, "_series",
-                        handler_mod._SeriesCap(handler_mod.HANDLER_SERIES_LIMIT))
+    monkeypatch.setattr(handler_metrics, "_series",
+                        handler_metrics._SeriesCap(handler_metrics.HANDLER_SERIES_LIMIT))
     for i in range(20_000):
         MessageHandler(f"d{i}", meter_provider=pipe.meter_provider)(lambda m: m)("x")
     m = pipe.metrics()

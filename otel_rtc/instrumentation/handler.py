@@ -24,7 +24,9 @@ One object is both a decorator (functions, methods, generators, coroutines, thro
 ``wrapt``; sync or async is chosen once at decoration time) and a reentrant, thread-
 and task-safe context manager (``with handler:`` / ``async with handler:``).
 :meth:`MessageHandler.message` takes per-message values explicitly. See
-``docs/handlers.md`` for the modes.
+``docs/handlers.md`` for the modes. The metrics' instruments and attribute sets are in
+:mod:`otel_rtc.instrumentation.handler_metrics`, the message's span in
+:mod:`otel_rtc.instrumentation.handler_spans`.
 """
 
 from __future__ import annotations
@@ -39,127 +41,33 @@ from typing import Any
 
 import wrapt
 from opentelemetry import context as context_api
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
 
 from otel_rtc.core import names
 from otel_rtc.core.clock import NS_PER_S
-from otel_rtc.instrumentation.attributes import AttrSet, intern_attrs
+from otel_rtc.instrumentation.attributes import AttrSet
 from otel_rtc.instrumentation.buffers import enqueue_stamp, resolve_monitor
-from otel_rtc.instrumentation.recording import (
-    MESSAGING_DURATION_BUCKETS,
-    CounterSpec,
-    HistogramSpec,
-    Recorder,
+from otel_rtc.instrumentation.handler_metrics import (
+    HANDLER_COUNTERS,
+    HANDLER_HISTOGRAMS,
+    HandlerSeries,
+    classify_attempt,
 )
-from otel_rtc.instrumentation.self_telemetry import (
-    count_clamp,
-    count_drop,
-    record_failure,
-    report_error,
+from otel_rtc.instrumentation.handler_spans import (
+    NO_MESSAGE,
+    MessageSpans,
+    call_extractor,
+    end_span,
 )
+from otel_rtc.instrumentation.recording import Recorder
+from otel_rtc.instrumentation.self_telemetry import count_clamp, count_drop, report_error
 from otel_rtc.instrumentation.wrappers import bursts_wrapper, message_wrapper
-from otel_rtc.version import __version__
 
-__all__ = [
-    "HANDLER_COUNTERS",
-    "HANDLER_HISTOGRAMS",
-    "HANDLER_SERIES_LIMIT",
-    "MESSAGE_LATENCY_BUCKETS",
-    "MODES",
-    "MessageHandler",
-    "MessageScope",
-]
+__all__ = ["MODES", "MessageHandler", "MessageScope"]
 
 _COMPONENT = "handler"
 
 MODES = ("bursts", "metrics", "spans", "retroactive")
-
-MESSAGE_LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
-    0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0,
-)
-"""Seconds, for queue wait and receive-to-finish: finer than the semconv buckets at the
-low end (a healthy queue wait is well under 5 ms) and longer at the top (bursts of
-several seconds)."""
-
-PROCESS_DURATION = HistogramSpec(
-    names.PROCESS_DURATION, "s", "Duration of processing operation.",
-    MESSAGING_DURATION_BUCKETS)
-QUEUE_WAIT = HistogramSpec(
-    names.QUEUE_WAIT_DURATION, "s",
-    "Time from a message being received (enqueued) to its processing starting. Only "
-    "messages whose received time is known.", MESSAGE_LATENCY_BUCKETS)
-RECEIVE_TO_FINISH = HistogramSpec(
-    names.RECEIVE_TO_FINISH_DURATION, "s",
-    "Time from a message being received (enqueued) to its processing finishing. Only "
-    "messages whose received time is known.", MESSAGE_LATENCY_BUCKETS)
-CONSUMED = CounterSpec(
-    names.CONSUMED_MESSAGES, "{message}",
-    "Number of messages that were delivered to the application (processed).")
-
-HANDLER_HISTOGRAMS: tuple[HistogramSpec, ...] = (PROCESS_DURATION, QUEUE_WAIT,
-                                                  RECEIVE_TO_FINISH)
-HANDLER_COUNTERS: tuple[CounterSpec, ...] = (CONSUMED,)
-
-HANDLER_SERIES_LIMIT = 1000
-"""Distinct attribute sets of the handler metrics, process-wide (below the SDK's own
-limit of 2,000 series per metric). Beyond it a handler's series fold into one overflow
-set whose free-form attributes (system, destination, operation) are ``_other``."""
-
-ATTR_QUEUE_WAIT = "otel_rtc.message.queue_wait"
-ATTR_RECEIVE_TO_FINISH = "otel_rtc.message.receive_to_finish"
-ATTR_RECEIVED_KNOWN = "otel_rtc.message.received_known"
-
-_MAX_ERROR_TYPES = 64
-_NO_MSG: Any = object()
-_CONSUMER = SpanKind.CONSUMER
-
-
-
-class _SeriesCap:
-    """Process-wide cap on the attribute sets of the handler metrics."""
-
-    # The overflow sets (2 attempt labels x with or without error.type) are kept out of
-    # the cap's count, so the total never exceeds the limit.
-    _RESERVED = 4
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._admitted: set[tuple[Any, ...]] = set()
-        self._lock = threading.Lock()
-
-    def attrs(self, base: Mapping[str, str], label: str, etype: str | None) -> AttrSet:
-        """The attribute set for ``base`` + attempt ``label`` (+ ``error.type``)."""
-        key = (*base.values(), label, etype)
-        with self._lock:
-            admit = key in self._admitted or len(self._admitted) < self.limit - self._RESERVED
-            if admit:
-                self._admitted.add(key)
-        extra: dict[str, str] = {names.ATTR_ATTEMPT: label}
-        if not admit:
-            count_drop(_COMPONENT, "series_cap")
-            base = dict.fromkeys(base, names.OTHER)
-            etype = None if etype is None else names.ERROR_TYPE_OTHER
-        if etype is not None:
-            extra[names.ATTR_ERROR_TYPE] = etype
-        return intern_attrs({**base, **extra})
-
-
-_series = _SeriesCap(HANDLER_SERIES_LIMIT)
-
-
-def _classify_attempt(a: Any) -> tuple[str, int | None]:
-    """``(otel_rtc.attempt, messaging.message.retry.count)`` for an attempt value."""
-    if a is None or a is False:
-        return "first", None
-    if a is True:
-        return "retry", 1  # a resend flag: at least one retry, exact count unknown
-    if type(a) is int and a >= 0:
-        return ("first", None) if a <= 1 else ("retry", a - 1)
-    count_drop(_COMPONENT, "invalid_attempt")
-    return "first", None
-
 
 _State = tuple[int, "int | None", str, "int | None", Any, "str | None",
                "Mapping[str, str] | None", Any, Any]
@@ -299,23 +207,22 @@ class MessageHandler:
         self.slow_threshold_s = float(slow_threshold_s)
         self._slow_ns = int(self.slow_threshold_s * NS_PER_S)
         self._received = received
-        self._message_id = message_id
         self._attempt = attempt
-        self._headers = headers
         self._now: Callable[[], int] = clock if clock is not None else time.time_ns
         self._metrics = mode != "bursts"
         self._spans = mode == "spans"
         self._retro = mode == "retroactive"
-        self._span_name = f"{operation} {destination}"
-        self._tracer = (trace.get_tracer("otel_rtc", __version__, tracer_provider)
-                        if mode in ("spans", "retroactive") else None)
-        self._base = {
+        base = {
             names.ATTR_MESSAGING_SYSTEM: system,
             names.ATTR_MESSAGING_DESTINATION: destination,
             names.ATTR_MESSAGING_OPERATION_NAME: operation,
         }
-        self._span_attrs = {**self._base, names.ATTR_MESSAGING_OPERATION_TYPE: "process"}
         self._monitor = resolve_monitor(bursts, destination, tracer_provider, meter_provider)
+        self._span_of = (
+            MessageSpans(tracer_provider, f"{operation} {destination}",
+                         {**base, names.ATTR_MESSAGING_OPERATION_TYPE: "process"},
+                         message_id, headers, self._monitor)
+            if mode in ("spans", "retroactive") else None)
         self._rec: Recorder | None = None
         # No attempt extractor, burst monitor or span: the decorator takes the lean
         # entry and exit (_enter/_exit) instead of _begin/_end.
@@ -324,13 +231,12 @@ class MessageHandler:
         # Messages processed within this take the one-step exit (_exit): in retroactive
         # mode only those that get no span.
         self._one_step_ns = self._slow_ns if self._retro else 1 << 62
+        self._series: HandlerSeries | None = None
         self._attrs: dict[str, AttrSet] = {}
-        self._err_attrs: dict[tuple[str, str], AttrSet] = {}
-        self._err_lock = threading.Lock()
         if self._metrics:
             self._rec = Recorder(HANDLER_HISTOGRAMS, HANDLER_COUNTERS, meter_provider)
-            self._attrs = {label: _series.attrs(self._base, label, None)
-                           for label in ("first", "retry")}
+            self._series = HandlerSeries(base)
+            self._attrs = self._series.by_label
             self._first = self._attrs["first"]
         self._cm: contextvars.ContextVar[MessageScope | None] = contextvars.ContextVar(
             f"otel_rtc_handler_{id(self):x}", default=None)
@@ -422,7 +328,7 @@ class MessageHandler:
             if r is not None:
                 enqueue_stamp.set(None)
             if not args:
-                return now, r, _NO_MSG
+                return now, r, NO_MESSAGE
             msg = args[0]
             if self._received is not None:
                 try:
@@ -437,7 +343,7 @@ class MessageHandler:
             return now, r, msg
         except Exception as exc:
             report_error(_COMPONENT, exc)
-            return 0, None, _NO_MSG
+            return 0, None, NO_MESSAGE
 
     def _exit(self, st: tuple[int, int | None, Any], exc: BaseException | None) -> None:
         """Exit of a plain handler: the common case in one step, the rest in _finish."""
@@ -462,21 +368,22 @@ class MessageHandler:
         now, r, msg = self._enter(args)
         label, retry, mid, headers, span, token = "first", None, None, None, None, None
         try:
-            if self._attempt is not None and msg is not _NO_MSG:
-                a = self._extract(self._attempt, msg)
+            if self._attempt is not None and msg is not NO_MESSAGE:
+                a = call_extractor(self._attempt, msg)
                 if a is not None:
-                    label, retry = _classify_attempt(a)
+                    label, retry = classify_attempt(a)
             if explicit is not None:
                 received_ns, mid, attempt, headers = explicit
                 if received_ns is not None:
                     r = received_ns if type(received_ns) is int else _invalid_received(r)
                 if attempt is not None:
-                    label, retry = _classify_attempt(attempt)
+                    label, retry = classify_attempt(attempt)
             mon = self._monitor
             if mon is not None and mon.enabled:
                 mon.processing_started(now)
             if self._spans:
-                span = self._start_span(now, msg, mid, headers, label, retry)
+                span = self._span_of.start(  # type: ignore[union-attr]
+                    now, msg, mid, headers, label, retry)
                 token = context_api.attach(trace.set_span_in_context(span))
         except Exception as exc:  # no span, perhaps, but the message is still measured
             report_error(_COMPONENT, exc)
@@ -511,12 +418,14 @@ class MessageHandler:
             wait_s = (t_s - r) / NS_PER_S
             r2f_s = (t_f - r) / NS_PER_S
         if span is None and self._retro and (exc is not None or proc > self._slow_ns):
-            span = self._start_span(t_s, msg, mid, headers, label, retry)
-        ctx = None if span is None else self._end_span(span, t_f, wait_s, r2f_s, exc)
+            span = self._span_of.start(  # type: ignore[union-attr]
+                t_s, msg, mid, headers, label, retry)
+        ctx = None if span is None else end_span(span, t_f, wait_s, r2f_s, exc)
         rec = self._rec
         if rec is not None:
             attrs = (self._attrs[label] if exc is None
-                     else self._error_attrs(label, type(exc).__qualname__))
+                     else self._series.error(  # type: ignore[union-attr]
+                         label, type(exc).__qualname__))
             rec.record(attrs, (proc / NS_PER_S, wait_s, r2f_s), ctx, t_f)
 
     def _leave(self, st: _State) -> _State:
@@ -528,75 +437,6 @@ class MessageHandler:
             except Exception as e:
                 report_error(_COMPONENT, e)
         return (*st[:8], None)
-
-    def _extract(self, extractor: Callable[[Any], Any], msg: Any) -> Any:
-        """A user extractor's value; ``None`` when it raises (reported, text withheld)."""
-        try:
-            return extractor(msg)
-        except Exception as exc:
-            report_error("handler.extractor", exc)
-            return None
-
-    # -- spans -----------------------------------------------------------------------
-    def _start_span(self, start_ns: int, msg: Any, message_id: str | None,
-                    headers: Mapping[str, str] | None, label: str, retry: int | None) -> Any:
-        span = self._tracer.start_span(  # type: ignore[union-attr]
-            self._span_name, kind=_CONSUMER, attributes=self._span_attrs,
-            start_time=start_ns, record_exception=False, set_status_on_exception=False)
-        if not span.is_recording():
-            return span
-        if message_id is None and self._message_id is not None and msg is not _NO_MSG:
-            message_id = self._extract(self._message_id, msg)
-        if message_id is not None:
-            span.set_attribute(names.ATTR_MESSAGE_ID, str(message_id))
-        span.set_attribute(names.ATTR_ATTEMPT, label)
-        if retry is not None:
-            span.set_attribute(names.ATTR_RETRY_COUNT, retry)
-        if headers is None and self._headers is not None and msg is not _NO_MSG:
-            headers = self._extract(self._headers, msg)
-        if headers:
-            ctx = trace.get_current_span(propagate.extract(headers)).get_span_context()
-            if ctx.is_valid:
-                span.add_link(ctx)
-        mon = self._monitor
-        if mon is not None and mon.enabled:
-            bctx = mon.current_span_context()
-            if bctx is not None:
-                span.add_link(bctx)
-        return span
-
-    def _end_span(self, span: Any, t_f: int, wait_s: float | None, r2f_s: float | None,
-                  exc: BaseException | None) -> Any:
-        """End ``span`` at ``t_f``; its context when sampled (for an exemplar)."""
-        ctx = None
-        if span.is_recording():
-            if wait_s is not None:
-                span.set_attribute(ATTR_QUEUE_WAIT, wait_s)
-                span.set_attribute(ATTR_RECEIVE_TO_FINISH, r2f_s)
-            else:
-                span.set_attribute(ATTR_RECEIVED_KNOWN, False)
-            if exc is not None:
-                record_failure(span, exc, t_f)
-            sc = span.get_span_context()
-            if sc.trace_flags.sampled:
-                ctx = sc
-        span.end(end_time=t_f)
-        return ctx
-
-    def _error_attrs(self, label: str, etype: str) -> AttrSet:
-        key = (label, etype)
-        found = self._err_attrs.get(key)
-        if found is not None:
-            return found
-        with self._err_lock:
-            if len(self._err_attrs) >= _MAX_ERROR_TYPES:
-                count_drop(_COMPONENT, "error_type_cap")
-                key = (label, names.ERROR_TYPE_OTHER)
-                found = self._err_attrs.get(key)
-                if found is not None:
-                    return found
-            attrs = self._err_attrs[key] = _series.attrs(self._base, label, key[1])
-            return attrs
 
 
 def _stay(st: Any) -> Any:
