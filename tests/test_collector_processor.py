@@ -663,7 +663,8 @@ def test_end_to_end_in_process_derivation_is_not_derived_again(otlp_receiver,
     from otel_rtc.core.load import TrafficLoadConfig
     from otel_rtc.instrumentation.traffic import TrafficAccounting
     from otel_rtc.sdk.export import RtcWrappingMetricExporter
-    from otel_rtc.sdk.processors import CounterSampler, WindowRateProcessor
+    from otel_rtc.sdk.processors import WindowRateProcessor
+    from otel_rtc.sdk.sampler import CounterSampler
 
     col = rotel_collector(exporter_endpoint=otlp_receiver.endpoint,
                           metrics_processor=processor_path())

@@ -27,10 +27,9 @@ from otel_rtc.core.rates import RateConfig
 from otel_rtc.instrumentation import self_telemetry as _self_telemetry
 from otel_rtc.instrumentation.traffic import TrafficAccounting
 from otel_rtc.sdk.defaults import default_processors
-from otel_rtc.sdk.processors import (
+from otel_rtc.sdk.processors import TrafficLoadProcessor, WindowRateProcessor
+from otel_rtc.sdk.sampler import (
     CounterSampler,
-    TrafficLoadProcessor,
-    WindowRateProcessor,
     register_sample_source,
     unregister_sample_source,
 )

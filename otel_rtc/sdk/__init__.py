@@ -24,12 +24,12 @@ _EXPORTS: dict[str, str] = {
     "RtcEnvConfiguredMetricExporter": "export",
     "RtcWrappingMetricExporter": "export",
     "RtcInstrumentor": "instrumentor",
-    "CounterSampler": "processors",
     "TrafficLoadProcessor": "processors",
     "WindowRateProcessor": "processors",
-    "register_sample_source": "processors",
-    "unregister_sample_source": "processors",
     "RtcPrometheusMetricReader": "prometheus",
+    "CounterSampler": "sampler",
+    "register_sample_source": "sampler",
+    "unregister_sample_source": "sampler",
 }
 
 # public name -> (extra, a module that the extra installs)
@@ -62,14 +62,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         RtcWrappingMetricExporter,
     )
     from otel_rtc.sdk.instrumentor import RtcInstrumentor
-    from otel_rtc.sdk.processors import (
+    from otel_rtc.sdk.processors import TrafficLoadProcessor, WindowRateProcessor
+    from otel_rtc.sdk.prometheus import RtcPrometheusMetricReader
+    from otel_rtc.sdk.sampler import (
         CounterSampler,
-        TrafficLoadProcessor,
-        WindowRateProcessor,
         register_sample_source,
         unregister_sample_source,
     )
-    from otel_rtc.sdk.prometheus import RtcPrometheusMetricReader
 
 
 def _installed(module: str) -> bool:

@@ -2,7 +2,7 @@
 
 Configured from ``OTEL_RTC_*`` environment variables (see ``docs/processor.md``): one
 processor, one engine, for the rates and the traffic load, fed by one
-:class:`~otel_rtc.sdk.processors.CounterSampler` reading the globally registered sample
+:class:`~otel_rtc.sdk.sampler.CounterSampler` reading the globally registered sample
 sources (every row is observed once).
 """
 
@@ -21,11 +21,8 @@ def default_processors() -> list[MetricsProcessor]:
     """
     try:
         from otel_rtc.core.derived import settings_from_env
-        from otel_rtc.sdk.processors import (
-            CounterSampler,
-            TrafficLoadProcessor,
-            WindowRateProcessor,
-        )
+        from otel_rtc.sdk.processors import TrafficLoadProcessor, WindowRateProcessor
+        from otel_rtc.sdk.sampler import CounterSampler
 
         st = settings_from_env(os.environ)
         sampler = CounterSampler(st.sample_period_s)
