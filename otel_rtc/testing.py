@@ -29,8 +29,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from otel_rtc.core.clock import ManualClock
 from otel_rtc.instrumentation.self_telemetry import drop_count, error_count
-from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry
 from otel_rtc.sdk.export import MetricsProcessor, apply_export_stage
+from otel_rtc.sdk.recording_backend import bind_registry
 
 __all__ = ["CapturingMetricExporter", "ManualClock", "RtcInMemoryMetricReader", "TestPipeline",
            "drop_count", "error_count", "make_test_pipeline"]

@@ -379,8 +379,9 @@ def test_real_path_through_rotel(tmp_path, switches):
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
+    from otel_rtc.sdk.aggregation import LocalAggregationRegistry
     from otel_rtc.sdk.export import RtcWrappingMetricExporter
+    from otel_rtc.sdk.recording_backend import bind_registry
 
     sink = _OtlpSink()
     log = open(tmp_path / "rotel.log", "wb")  # closed in finally

@@ -17,10 +17,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from otel_rtc.core import switch as _switch
 from otel_rtc.instrumentation import self_telemetry as _self_telemetry
 from otel_rtc.instrumentation.bursts import BurstMonitor
-from otel_rtc.sdk.aggregation import default_registry
 from otel_rtc.sdk.configure import Telemetry, configure
 from otel_rtc.sdk.export import MetricsProcessor
 from otel_rtc.sdk.exporters import FILE_NAMES
+from otel_rtc.sdk.recording_backend import default_registry
 from otel_rtc.testing import make_test_pipeline
 from tests._otlp_receiver import OtlpReceiver, attrs_of
 
@@ -464,7 +464,7 @@ import logging, sys
 logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
 from opentelemetry import metrics, trace
 from otel_rtc.sdk.configure import configure
-from otel_rtc.sdk.aggregation import default_registry
+from otel_rtc.sdk.recording_backend import default_registry
 from otel_rtc.instrumentation.bursts import get_burst_monitor
 h1 = configure(service_name="first", export_interval_s=3600)
 assert h1.is_global, "first call installs the globals"

@@ -121,7 +121,7 @@ def test_local_aggregates_export_when_the_sdk_has_no_data_of_its_own():
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     from otel_rtc import RtcWrappingMetricExporter
-    from otel_rtc.sdk.aggregation import bind_registry
+    from otel_rtc.sdk.recording_backend import bind_registry
 
     inner = CapturingMetricExporter()
     reg = LocalAggregationRegistry()
@@ -418,7 +418,7 @@ def test_a_recorder_follows_binding_changes_on_its_next_record():
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from otel_rtc.sdk.aggregation import bind_registry, unbind_registry
+    from otel_rtc.sdk.recording_backend import bind_registry, unbind_registry
 
     reader = InMemoryMetricReader()
     mp = MeterProvider(metric_readers=[reader])

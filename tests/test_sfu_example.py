@@ -82,8 +82,9 @@ def test_end_to_end_through_rotel(otlp_receiver, rotel_collector):
     from otel_rtc.instrumentation.pubsub import PubSubTelemetry
     from otel_rtc.instrumentation.sessions import SessionRegistry
     from otel_rtc.instrumentation.traffic import TrafficAccounting
-    from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
+    from otel_rtc.sdk.aggregation import LocalAggregationRegistry
     from otel_rtc.sdk.export import RtcWrappingMetricExporter
+    from otel_rtc.sdk.recording_backend import bind_registry
 
     recv = otlp_receiver
     col = rotel_collector(exporter_endpoint=recv.endpoint)

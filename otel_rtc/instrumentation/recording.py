@@ -7,7 +7,7 @@ time, so that this module (like all of ``otel_rtc.instrumentation``) needs only 
 OpenTelemetry API at import time:
 
 * when an export stage is bound to the meter provider in use, the SDK layer
-  (``otel_rtc.sdk.aggregation``) hands out an :class:`EventBuffer`; ``record`` is then
+  (``otel_rtc.sdk.recording_backend``) hands out an :class:`EventBuffer`; ``record`` is then
   one ``deque.append`` of an :data:`Event` tuple, and the buffer is folded into exact
   histograms at collection time (or by the recording thread when it grows past its
   limit);

@@ -39,7 +39,7 @@ from otel_rtc.instrumentation.self_telemetry import (
     report_error,
 )
 from otel_rtc.sdk import providers
-from otel_rtc.sdk.aggregation import LocalAggregationRegistry, default_registry
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry
 from otel_rtc.sdk.batching import (
     DEFAULT_SHUTDOWN_TIMEOUT_S,
     RtcBatchLogRecordProcessor,
@@ -54,6 +54,7 @@ from otel_rtc.sdk.exporters import (
     env_interval_s,
 )
 from otel_rtc.sdk.log_bridge import bridge_logger
+from otel_rtc.sdk.recording_backend import default_registry
 from otel_rtc.version import __version__
 
 __all__ = ["BURST_LOGGER", "EXIT_TIMEOUT_S", "Telemetry", "configure"]

@@ -26,8 +26,8 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
-from otel_rtc.sdk.aggregation import (
-    LocalAggregationRegistry,
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry
+from otel_rtc.sdk.recording_backend import (
     bind_registry,
     default_registry,
     invalidate_recorders,

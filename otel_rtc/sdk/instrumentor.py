@@ -30,7 +30,8 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from otel_rtc.core import switch as _switch
 from otel_rtc.core.env import env_bool
 from otel_rtc.instrumentation.self_telemetry import register_self_metrics, report_error
-from otel_rtc.sdk import aggregation as _local_aggregation
+from otel_rtc.sdk import recording_backend
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry
 from otel_rtc.version import __version__
 
 __all__ = ["ENV_AUTO_CONFIGURE", "RtcInstrumentor"]
@@ -45,7 +46,7 @@ def _auto_configure_enabled() -> bool:
     return env_bool(ENV_AUTO_CONFIGURE, True)
 
 
-def rtc_registry_of(meter_provider: Any) -> _local_aggregation.LocalAggregationRegistry | None:
+def rtc_registry_of(meter_provider: Any) -> LocalAggregationRegistry | None:
     """The registry of the otel_rtc export stage among ``meter_provider``'s readers.
 
     ``None`` when the provider does not export through
@@ -117,7 +118,7 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
         registry = rtc_registry_of(mp)
         if registry is not None:
-            _local_aggregation.bind_registry(mp, registry)
+            recording_backend.bind_registry(mp, registry)
             self._bound = weakref.ref(mp)
         get_meter = getattr(mp, "get_meter", None)
         if get_meter is not None:
@@ -138,7 +139,7 @@ class RtcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             mp = self._bound() if self._bound is not None else None
             self._bound = None
             if mp is not None:  # instrumentations go back to the SDK's record()
-                _local_aggregation.unbind_registry(mp)
+                recording_backend.unbind_registry(mp)
             if self._telemetry is not None:
                 telemetry, self._telemetry = self._telemetry, None
                 telemetry.shutdown()

@@ -20,8 +20,9 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
     raise ImportError("RtcPrometheusMetricReader needs the 'prometheus' extra: "
                       "pip install 'otel-rtc[prometheus]'") from _exc
 
-from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry
 from otel_rtc.sdk.export import MetricsProcessor, apply_export_stage, close_export_stage
+from otel_rtc.sdk.recording_backend import bind_registry
 
 __all__ = ["RtcPrometheusMetricReader"]
 

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_rtc.instrumentation.self_telemetry import report_error
-from otel_rtc.sdk.aggregation import LocalAggregationRegistry, bind_registry
+from otel_rtc.sdk.aggregation import LocalAggregationRegistry
 from otel_rtc.sdk.batching import RtcBatchLogRecordProcessor, RtcBatchSpanProcessor
 from otel_rtc.sdk.export import MetricsProcessor
+from otel_rtc.sdk.recording_backend import bind_registry
 
 __all__ = [
     "SPAN_QUEUE_SIZE",
