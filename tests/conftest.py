@@ -94,7 +94,7 @@ def rotel_collector() -> Iterator[Callable[..., RotelCollector]]:
 def fresh_self_telemetry() -> Iterator[None]:
     """Zeroed self-telemetry counters and no buffer enqueue stamp left in this context."""
     from otel_rtc.instrumentation import self_telemetry as _self_telemetry
-    from otel_rtc.instrumentation.buffers import enqueue_stamp
+    from otel_rtc.instrumentation.buffer_telemetry import enqueue_stamp
 
     _self_telemetry._reset_for_tests()
     token = enqueue_stamp.set(None)

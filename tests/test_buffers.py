@@ -9,11 +9,11 @@ import pytest
 from otel_rtc.core.clock import ManualClock
 from otel_rtc.core.switch import BurstSwitches
 from otel_rtc.instrumentation import self_telemetry as _self_telemetry
+from otel_rtc.instrumentation.buffer_telemetry import enqueue_stamp
 from otel_rtc.instrumentation.buffers import (
     BoundedBuffer,
     InstrumentedAsyncQueue,
     InstrumentedQueue,
-    enqueue_stamp,
 )
 from otel_rtc.instrumentation.bursts import BurstMonitor
 from otel_rtc.testing import make_test_pipeline

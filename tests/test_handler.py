@@ -14,11 +14,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otel_rtc.core.clock import ManualClock
 from otel_rtc.core.switch import BurstSwitches
 from otel_rtc.instrumentation import self_telemetry as _self_telemetry
-from otel_rtc.instrumentation.buffers import (
-    BoundedBuffer,
-    InstrumentedQueue,
-    enqueue_stamp,
-)
+from otel_rtc.instrumentation.buffer_telemetry import enqueue_stamp
+from otel_rtc.instrumentation.buffers import BoundedBuffer, InstrumentedQueue
 from otel_rtc.instrumentation.bursts import BurstMonitor
 from otel_rtc.instrumentation.handler import MessageHandler
 from otel_rtc.instrumentation.handler_metrics import MESSAGE_LATENCY_BUCKETS

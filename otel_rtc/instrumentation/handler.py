@@ -46,7 +46,7 @@ from opentelemetry import trace
 from otel_rtc.core import names
 from otel_rtc.core.clock import NS_PER_S
 from otel_rtc.instrumentation.attributes import AttrSet
-from otel_rtc.instrumentation.buffers import enqueue_stamp, resolve_monitor
+from otel_rtc.instrumentation.buffer_telemetry import enqueue_stamp, resolve_monitor
 from otel_rtc.instrumentation.handler_metrics import (
     HANDLER_COUNTERS,
     HANDLER_HISTOGRAMS,
