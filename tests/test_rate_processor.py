@@ -1,6 +1,7 @@
 """In-process rate and traffic-load processors: sampler, SDK glue, names and units."""
 
 import gc
+import inspect
 import itertools
 import logging
 
@@ -100,7 +101,7 @@ def test_reference_spike_through_sampler_mean_and_peak():
     clock = ManualClock(T0)
     p = make_test_pipeline()
     acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=True, clock=clock)
-    sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
+    sampler = CounterSampler(1.0, _sources=[acc.snapshot], clock=clock, autostart=False)
     proc = WindowRateProcessor(RateConfig(peak_subwindows_s=(1.0, 5.0)), sampler=sampler,
                                clock=clock)
     p.metric_reader.processors.append(proc)
@@ -213,7 +214,7 @@ def test_traffic_load_top_n_and_shares():
     clock = ManualClock(T0)
     p = make_test_pipeline()
     acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=True, clock=clock)
-    sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
+    sampler = CounterSampler(1.0, _sources=[acc.snapshot], clock=clock, autostart=False)
     proc = TrafficLoadProcessor(TrafficLoadConfig(top_n=1), sampler=sampler, clock=clock)
     p.metric_reader.processors.append(proc)
     sampler.sample_now()
@@ -247,7 +248,7 @@ def test_sampled_series_ignore_the_batch_copy_of_the_same_counter():
     clock = ManualClock(T0)
     p = make_test_pipeline()
     acc = TrafficAccounting(meter_provider=p.meter_provider, clock=clock)
-    sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
+    sampler = CounterSampler(1.0, _sources=[acc.snapshot], clock=clock, autostart=False)
     proc = WindowRateProcessor(sampler=sampler, clock=clock)
     p.metric_reader.processors.append(proc)
     sampler.sample_now()
@@ -297,7 +298,7 @@ def test_failing_source_and_subscriber_are_contained():
     def boom():
         raise RuntimeError("x")
 
-    s = CounterSampler(1.0, sources=[boom], autostart=False)
+    s = CounterSampler(1.0, _sources=[boom], autostart=False)
     s.subscribe(lambda t, rows: 1 / 0)
     assert s.sample_now()
     assert _self_telemetry.error_count("rate_sampler.source") == 1
@@ -315,7 +316,7 @@ def test_malformed_sample_rows_are_counted_and_skipped_not_the_whole_tick():
                 (None, good, 1.0, T0),  # no metric name
                 ("otel_rtc.traffic.bytes", good, value[0], T0)]
 
-    sampler = CounterSampler(1.0, sources=[src], clock=clock, autostart=False)
+    sampler = CounterSampler(1.0, _sources=[src], clock=clock, autostart=False)
     proc = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
     for _ in range(12):
         clock.advance(S)
@@ -329,6 +330,14 @@ def test_malformed_sample_rows_are_counted_and_skipped_not_the_whole_tick():
     assert r.peaks[0] == pytest.approx(1000.0)
     assert _self_telemetry.error_count() == 0
     proc.shutdown()
+
+
+def test_register_sample_source_is_the_one_way_to_add_a_source():
+    # No public constructor argument for sources (CHANGELOG: Removed); _sources is internal.
+    params = inspect.signature(CounterSampler).parameters
+    assert [p for p in params if not p.startswith("_")] == ["period_s", "clock", "autostart"]
+    with pytest.raises(TypeError):
+        CounterSampler(1.0, [lambda: []])
 
 
 @pytest.mark.parametrize("kwargs", [{"period_s": 0}, {"period_s": -1}, {"period_s": True}])
@@ -429,7 +438,7 @@ def test_stream_first_reported_mid_life_is_not_a_rate_spike(per_participant):
     p = make_test_pipeline()
     acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=per_participant,
                             clock=clock)
-    sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
+    sampler = CounterSampler(1.0, _sources=[acc.snapshot], clock=clock, autostart=False)
     p.metric_reader.processors.append(
         WindowRateProcessor(load=TrafficLoadConfig(top_n=5), sampler=sampler, clock=clock))
     acc.add("r", "bob", "up", "video", 0, 0)
@@ -570,7 +579,7 @@ def test_exporting_every_minute_tiles_what_one_late_export_gives():
     clock = ManualClock(T0)
     p = make_test_pipeline()
     acc = TrafficAccounting(meter_provider=p.meter_provider, per_participant=True, clock=clock)
-    sampler = CounterSampler(1.0, sources=[acc.snapshot], clock=clock, autostart=False)
+    sampler = CounterSampler(1.0, _sources=[acc.snapshot], clock=clock, autostart=False)
     every = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
     once = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
     acc.add("room1", "alice", "up", "video", 0, 0)

@@ -2,10 +2,10 @@
 
 A sample source is any callable returning ``(metric name, attributes, cumulative value,
 start_ns)`` rows, e.g. :meth:`otel_rtc.TrafficAccounting.snapshot`. Registered sources
-are read every sub-window period by the :class:`~otel_rtc.CounterSampler` of the default
-metric processors, so that peak rates come from real short intervals. Kept apart from the
-processor module so that sources (which sit below it) can register without importing the
-SDK glue.
+are read every sub-window period by the :class:`~otel_rtc.sdk.CounterSampler` of the
+default metric processors, so that peak rates come from real short intervals. Kept apart
+from the sampler (:mod:`otel_rtc.sdk.sampler`) so that sources (which sit below it) can
+register without importing the SDK glue.
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ def _ref(fn: SampleSource) -> Callable[[], SampleSource | None]:
 
 
 def register_sample_source(source: SampleSource) -> None:
-    """Make ``source`` readable by every :class:`~otel_rtc.CounterSampler` of global sources.
+    """Make ``source`` readable by every :class:`~otel_rtc.sdk.CounterSampler`.
+
+    The one way to add a source, for the default processors of ``configure()`` as for
+    a sampler of your own.
 
     Bound methods are held weakly (a garbage-collected owner simply stops being read),
     e.g. ``register_sample_source(traffic.snapshot)``. Return the same attributes object

@@ -10,8 +10,8 @@ off the hot path, and hands each sample to the processors subscribed to it
   value, start_ns)`` rows.
   :meth:`otel_rtc.instrumentation.traffic.TrafficAccounting.snapshot` is one:
   reading it costs one short lock and a copy of the per-room totals, no SDK collection,
-  no callbacks, no export. Register sources with :func:`register_sample_source` (weakly
-  held) or pass them to :class:`CounterSampler`.
+  no callbacks, no export. Sources are registered with :func:`register_sample_source`
+  (weakly held); every ``TrafficAccounting`` registers itself.
 * Samples carry the wall-clock time they were read (the sampler thread's ``clock``), so
   each 1 s interval between two samples is a real interval: the 1 s peak is the largest
   rate between consecutive samples and can never exceed the true peak.
@@ -46,26 +46,30 @@ SampleCallback = Callable[[int, list[Sample]], None]
 
 
 class CounterSampler:
-    """Reads counter totals every ``period_s`` on a daemon thread and fans them out.
+    """Reads the registered sources every ``period_s`` on a daemon thread and fans them out.
+
+    Add a source with :func:`register_sample_source`.
 
     Args:
         period_s: Sampling period; use the shortest peak sub-window.
-        sources: Sources to read; ``None`` reads the global ones
-            (:func:`register_sample_source`).
         clock: Time stamped on each sample (epoch ns).
         autostart: Start the thread on the first :meth:`subscribe`.
+        _sources: Internal, for otel_rtc's own tests and benchmarks: read only these
+            instead of the registered sources, trusted as they are (the processors do
+            not gate them by their export batches).
 
     Raises:
         ValueError: ``period_s`` is not a positive number.
     """
 
-    def __init__(self, period_s: float = 1.0, sources: Sequence[SampleSource] | None = None,
-                 *, clock: Clock = wall_clock_ns, autostart: bool = True) -> None:
+    def __init__(self, period_s: float = 1.0, *, clock: Clock = wall_clock_ns,
+                 autostart: bool = True, _sources: Sequence[SampleSource] | None = None
+                 ) -> None:
         if isinstance(period_s, bool) or not isinstance(period_s, (int, float)) \
                 or not period_s > 0:
             raise ValueError("period_s must be a positive number")
         self.period_s = float(period_s)
-        self._own_sources = list(sources) if sources is not None else None
+        self._own_sources = None if _sources is None else tuple(_sources)
         self._clock = clock
         self._autostart = autostart
         self._lock = threading.Lock()
@@ -78,16 +82,13 @@ class CounterSampler:
 
     @property
     def reads_global_sources(self) -> bool:
-        """Whether this sampler reads the process-wide sources (no sources of its own)."""
-        with self._lock:
-            return self._own_sources is None
+        """Whether this sampler reads the registered sources (always, outside tests)."""
+        return self._own_sources is None
 
     def sources(self) -> list[SampleSource]:
-        """Sources read on each sample."""
-        with self._lock:
-            own = list(self._own_sources or [])
-            use_global = self._own_sources is None
-        return registered_sources() if use_global else own
+        """Sources read on each sample: the live registered ones."""
+        own = self._own_sources
+        return registered_sources() if own is None else list(own)
 
     def subscribe(self, callback: SampleCallback) -> None:
         """Deliver every sample to ``callback(time_ns, rows)`` (starts the thread)."""
