@@ -116,7 +116,7 @@ def _inprocess_setup(n_streams, seconds, export_every=60):
         src_time[:] = [time.perf_counter() - t, len(rows)]
         return rows
 
-    sampler = CounterSampler(1.0, sources=[timed_snapshot], clock=clock, autostart=False)
+    sampler = CounterSampler(1.0, _sources=[timed_snapshot], clock=clock, autostart=False)
     # What default_processors() builds: one processor, one engine, rates and load.
     procs = [WindowRateProcessor(RateConfig(), load=TrafficLoadConfig(), sampler=sampler,
                                  clock=clock)]
