@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rates import best_of  # the same timing helper as the core benchmark
 
 from otel_rtc.core.clock import ManualClock
-from otel_rtc.core.derived import RATE, Deriver, ProcessorSettings
+from otel_rtc.core.derived import RATE, Deriver
+from otel_rtc.core.processor_settings import ProcessorSettings
 from otel_rtc.core.rates import RateConfig
 
 S = 1_000_000_000

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from otel_rtc.core.derived import settings_from_env
 from otel_rtc.core.env import env_bool, env_str, env_value, parse_bool
+from otel_rtc.core.processor_settings import settings_from_env
 from otel_rtc.core.switch import BurstSwitches
 
 TRUE_SPELLINGS = ["1", "true", "TRUE", " yes ", "On"]

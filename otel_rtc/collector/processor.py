@@ -27,7 +27,7 @@ under the scope ``otel_rtc.collector``, with the same names, units and attribute
   ``otel_rtc.telemetry.dropped`` / ``otel_rtc.internal.errors`` (component
   ``collector_processor``). Even a failed import of ``otel_rtc`` leaves data flowing.
 * **Configuration**: ``OTEL_RTC_*`` environment variables of the collector process
-  (:func:`otel_rtc.core.derived.settings_from_env`).
+  (:func:`otel_rtc.core.processor_settings.settings_from_env`).
 
 Only the stdlib, otel_rtc's pure core and ``rotel_sdk`` (provided by the agent) are
 imported; ``rotel_sdk`` lazily, so this module can be unit-tested with test doubles.
@@ -61,11 +61,10 @@ try:
         Attrs,
         DerivedGroups,
         Deriver,
-        ProcessorSettings,
         is_rejection,
-        settings_from_env,
         source_kind,
     )
+    from otel_rtc.core.processor_settings import ProcessorSettings, settings_from_env
 except Exception as _exc:  # pragma: no cover - keep the collector alive, pass data through
     _IMPORT_ERROR = _exc
 

@@ -20,7 +20,7 @@ def default_processors() -> list[MetricsProcessor]:
     internal error the chain is empty (and the error counted).
     """
     try:
-        from otel_rtc.core.derived import settings_from_env
+        from otel_rtc.core.processor_settings import settings_from_env
         from otel_rtc.sdk.processors import TrafficLoadProcessor, WindowRateProcessor
         from otel_rtc.sdk.sampler import CounterSampler
 

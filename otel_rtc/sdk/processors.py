@@ -52,18 +52,17 @@ from otel_rtc.core.derived import (
     ANOMALIES,
     ANOMALIES_DESC,
     ANOMALIES_UNIT,
-    DEFAULT_INCLUDE,
     SERIES,
     SERIES_DESC,
     Attrs,
     DerivedGroups,
     Deriver,
-    ProcessorSettings,
     attrs_key,
     is_rejection,
     source_kind,
 )
 from otel_rtc.core.load import TrafficLoadConfig
+from otel_rtc.core.processor_settings import DEFAULT_INCLUDE, ProcessorSettings
 from otel_rtc.core.rates import RateConfig
 from otel_rtc.core.sample_sources import Sample
 from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
