@@ -274,7 +274,8 @@ def test_native_processor_spells_the_python_names():
     src = "\n".join(p.read_text() for p in (ROOT / "otelcol-rtc" / "rtcrateprocessor").glob(
         "*.go") if not p.name.endswith("_test.go"))
     consts = dict(re.findall(r'^\s*(?:const\s+)?(\w+)\s*=\s*"([^"]*)"', src, re.MULTILINE))
-    from otel_rtc.collector.processor import COMPONENT, SCOPE_NAME
+    from otel_rtc.collector.processor import COMPONENT
+    from otel_rtc.collector.rotel_output import SCOPE_NAME
 
     want = {"scopeName": SCOPE_NAME, "componentName": COMPONENT,
             "inProcessScope": names.RATES_SCOPE, "metricBytes": names.TRAFFIC_BYTES,

@@ -118,12 +118,19 @@ def test_importing_instrumentation_loads_no_sdk(module):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_collector_processor_imports_only_what_rotel_can_load():
+ROTEL_LOADS = ("otel_rtc.collector.processor", "otel_rtc.collector.rotel_output")
+"""The collector processor and the module it builds its output with."""
+
+
+# Importing a module of otel_rtc.collector runs the package's __init__ first.
+@pytest.mark.parametrize("module", ["otel_rtc.collector", *ROTEL_LOADS])
+def test_collector_processor_imports_only_what_rotel_can_load(module):
     # Rotel's embedded interpreter has the stdlib, rotel_sdk and the otel_rtc package
     # on sys.path, but none of the pip dependencies (no opentelemetry, no wrapt).
-    bad = [m for m, _ in _top_level_imports("otel_rtc.collector.processor")
-           if not (_stdlib(m) or _in(m, "otel_rtc.core", "rotel_sdk") or m == "otel_rtc")]
-    assert not bad, f"otel_rtc.collector.processor imports {bad}"
+    bad = [m for m, _ in _top_level_imports(module)
+           if not (_stdlib(m) or _in(m, "otel_rtc.core", "rotel_sdk")
+                   or m in {"otel_rtc", *ROTEL_LOADS})]
+    assert not bad, f"{module} imports {bad}"
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -139,7 +146,7 @@ def test_no_private_name_crosses_layers(module):
     assert not bad, f"{module} ({here}) reaches private names of another layer: {bad}"
 
 
-@pytest.mark.parametrize("module", [*_modules_of("core"), "otel_rtc.collector.processor"])
+@pytest.mark.parametrize("module", [*_modules_of("core"), *ROTEL_LOADS])
 def test_importing_core_loads_no_third_party_package(module):
     code = (
         f"import sys; import {module}; "

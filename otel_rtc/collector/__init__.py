@@ -1,9 +1,11 @@
 """Collector side: otel_rtc's metric processor inside Rotel, and the Rotel launcher.
 
 ``otel_rtc/collector/processor.py`` is loaded by Rotel's embedded interpreter and imports
-only the standard library and :mod:`otel_rtc.core`. :class:`RotelCollector` starts a
-``rotel-agent`` with that processor (the ``collector`` extra installs Rotel; without it,
-``find_rotel()`` raises :class:`RotelNotInstalledError`).
+only the standard library, :mod:`otel_rtc.core` and :mod:`otel_rtc.collector.rotel_output`
+(its ``rotel_sdk`` output); this package's ``__init__``, which runs first, only the
+standard library. :class:`RotelCollector` starts a ``rotel-agent`` with that processor
+(the ``collector`` extra installs Rotel; without it, ``find_rotel()`` raises
+:class:`RotelNotInstalledError`).
 """
 
 from __future__ import annotations

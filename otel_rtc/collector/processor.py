@@ -6,7 +6,8 @@ onward. This module feeds the same pure core as the in-process processor
 (:mod:`otel_rtc.core.rates`, :mod:`otel_rtc.core.load` through
 :mod:`otel_rtc.core.derived`) and appends the derived gauges to the ``ResourceMetrics``
 under the scope ``otel_rtc.collector``, with the same names, units and attributes
-(``docs/processor.md``). Everything else passes through unchanged.
+(``docs/processor.md``; the ``rotel_sdk`` objects are built by
+:mod:`otel_rtc.collector.rotel_output`). Everything else passes through unchanged.
 
 * **One engine, one pass**: each point is read once and observed once, for the rates
   and the load together (:class:`otel_rtc.core.derived.Deriver`, the same code as
@@ -29,8 +30,9 @@ under the scope ``otel_rtc.collector``, with the same names, units and attribute
 * **Configuration**: ``OTEL_RTC_*`` environment variables of the collector process
   (:func:`otel_rtc.core.processor_settings.settings_from_env`).
 
-Only the stdlib, otel_rtc's pure core and ``rotel_sdk`` (provided by the agent) are
-imported; ``rotel_sdk`` lazily, so this module can be unit-tested with test doubles.
+Only the stdlib, otel_rtc's pure core, :mod:`otel_rtc.collector.rotel_output` and
+``rotel_sdk`` (provided by the agent) are imported; ``rotel_sdk`` lazily, so this module
+can be unit-tested with test doubles.
 """
 
 from __future__ import annotations
@@ -54,10 +56,15 @@ except Exception:  # pragma: no cover - depends on how the agent was started
 
 _IMPORT_ERROR: BaseException | None = None
 try:
+    from otel_rtc.collector.rotel_output import (
+        SCOPE_NAME,
+        RotelSdk,
+        append_scope,
+        problem_metrics,
+        to_metrics,
+    )
     from otel_rtc.core.derived import (
         ANOMALIES,
-        ANOMALIES_DESC,
-        ANOMALIES_UNIT,
         Attrs,
         DerivedGroups,
         Deriver,
@@ -69,7 +76,6 @@ except Exception as _exc:  # pragma: no cover - keep the collector alive, pass d
     _IMPORT_ERROR = _exc
 
 COMPONENT = "collector_processor"
-SCOPE_NAME = "otel_rtc.collector"
 IN_PROCESS_SCOPE = "otel_rtc.rates"
 """Scope of the in-process processor's output: its resource already derives rates."""
 # names.TELEMETRY_DROPPED / names.INTERNAL_ERRORS, spelled here because this module must
@@ -78,44 +84,6 @@ DROPPED = "otel_rtc.telemetry.dropped"
 ERRORS = "otel_rtc.internal.errors"
 MAX_RESOURCES = 2_000
 """Resources with problem counts or upstream derivation remembered at once."""
-
-
-class _Sdk:
-    """The ``rotel_sdk`` types, imported on first use."""
-
-    def __init__(self) -> None:
-        from rotel_sdk.open_telemetry.common.v1 import AnyValue, InstrumentationScope, KeyValue
-        from rotel_sdk.open_telemetry.metrics.v1 import (
-            AggregationTemporality,
-            Gauge,
-            Metric,
-            MetricData,
-            NumberDataPoint,
-            NumberDataPointValue,
-            ScopeMetrics,
-            Sum,
-        )
-
-        self.AnyValue = AnyValue
-        self.KeyValue = KeyValue
-        self.InstrumentationScope = InstrumentationScope
-        self.AggregationTemporality = AggregationTemporality
-        self.Gauge = Gauge
-        self.Metric = Metric
-        self.MetricData = MetricData
-        self.NumberDataPoint = NumberDataPoint
-        self.NumberDataPointValue = NumberDataPointValue
-        self.ScopeMetrics = ScopeMetrics
-        self.Sum = Sum
-
-        def generic(k: str, v: object) -> Any:
-            return KeyValue(k, AnyValue(v))
-
-        # KeyValue's typed constructors build a KeyValue in one call across pyo3, about
-        # twice as fast as KeyValue(k, AnyValue(v)); same result.
-        self.kv_by_type = {t: getattr(KeyValue, f"new_{n}_value", generic) for t, n in (
-            (str, "string"), (bool, "bool"), (int, "int"), (float, "double"))}
-        self.kv_generic = generic
 
 
 class _State:
@@ -152,7 +120,7 @@ class _State:
 
 _lock = threading.Lock()
 _state: _State | None = None
-_sdk: _Sdk | None = None
+_sdk: RotelSdk | None = None
 _totals: dict[tuple[str, str], int] = {}
 
 
@@ -163,10 +131,10 @@ def _get_state() -> _State:
     return _state
 
 
-def _get_sdk() -> _Sdk:
+def _get_sdk() -> RotelSdk:
     global _sdk
     if _sdk is None:
-        _sdk = _Sdk()
+        _sdk = RotelSdk()
     return _sdk
 
 
@@ -272,7 +240,7 @@ def _temporality(t: Any) -> int:
         return 2 if "cumulative" in name else 1 if "delta" in name else 0
 
 
-def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
+def _process(st: _State, sdk: RotelSdk, rm: Any, rkey: Hashable) -> None:
     d = st.deriver
     selects = d.selects
     engine = d.engine
@@ -285,9 +253,7 @@ def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
                                   for sm in sms):
         # The app derives in-process: pass through, never derive the same series twice.
         _mark_upstream(st, rkey)
-        metrics = _problem_metrics(st, sdk, rkey)
-        if metrics:
-            _append_scope(sdk, rm, metrics)
+        _emit_problems(st, sdk, rm, rkey)
         return
     latest = 0
     rid = repr(rkey)  # a str: hashed once per batch, not once per point
@@ -356,10 +322,10 @@ def _process(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
                       st.settings.reading_min_span_s)
     if st.calls % 64 == 0:
         _forget_idle(st)
-    metrics = _to_metrics(sdk, groups) if groups else []
-    metrics.extend(_problem_metrics(st, sdk, rkey))
+    metrics = to_metrics(sdk, groups) if groups else []
+    metrics.extend(problem_metrics(sdk, st.problems.get(rkey), st.start_ns, time.time_ns()))
     if metrics:
-        _append_scope(sdk, rm, metrics)
+        append_scope(sdk, rm, metrics)
 
 
 def _series(st: _State, rkey: Hashable, rid: str, name: str, unit: str, desc: str,
@@ -419,105 +385,7 @@ def _forget_idle(st: _State) -> None:
             del st.resources[rkey]
 
 
-def _emit_problems(st: _State, sdk: _Sdk, rm: Any, rkey: Hashable) -> None:
-    metrics = _problem_metrics(st, sdk, rkey)
+def _emit_problems(st: _State, sdk: RotelSdk, rm: Any, rkey: Hashable) -> None:
+    metrics = problem_metrics(sdk, st.problems.get(rkey), st.start_ns, time.time_ns())
     if metrics:
-        _append_scope(sdk, rm, metrics)
-
-
-def _append_scope(sdk: _Sdk, rm: Any, metrics: list[Any]) -> None:
-    scope = sdk.InstrumentationScope()
-    scope.name = SCOPE_NAME
-    try:
-        from otel_rtc.version import __version__
-
-        scope.version = __version__
-    except Exception:
-        pass
-    sm = sdk.ScopeMetrics()
-    sm.scope = scope
-    sm.metrics = metrics
-    sms = list(rm.scope_metrics or ())
-    sms.append(sm)
-    rm.scope_metrics = sms
-
-
-def _kv(sdk: _Sdk, k: str, v: object) -> Any:
-    if v is None:
-        v = ""
-    elif not isinstance(v, (str, bool, int, float)):
-        v = str(v)
-    make = sdk.kv_by_type.get(type(v))
-    return make(k, v) if make is not None else sdk.kv_generic(k, v)
-
-
-def _to_metrics(sdk: _Sdk, groups: DerivedGroups) -> list[Any]:
-    """``rotel_sdk`` gauges of ``groups``: one data point object and one setter per field.
-
-    New KeyValue objects for every point: a KeyValue handed to one point cannot be handed
-    to another (the agent moves its contents on conversion and panics on the second use;
-    tried), so the only saving left is the typed one-call constructors.
-    """
-    by_type = sdk.kv_by_type
-    out = []
-    ndp, as_double = sdk.NumberDataPoint, sdk.NumberDataPointValue.AsDouble
-    for name, (unit, desc, pts) in groups.items():
-        if not pts:
-            continue
-        dps = []
-        for a, v, start, t in pts:
-            dp = ndp()
-            try:
-                dp.attributes = [by_type[type(x)](k, x) for k, x in a]
-            except KeyError:  # a value of another type (or None): the generic path
-                dp.attributes = [_kv(sdk, k, x) for k, x in a]
-            dp.start_time_unix_nano = start
-            dp.time_unix_nano = t
-            dp.value = as_double(float(v))
-            dps.append(dp)
-        g = sdk.Gauge()
-        g.data_points = dps
-        m = sdk.Metric()
-        m.name = name
-        m.unit = unit
-        m.description = desc
-        m.data = sdk.MetricData.Gauge(g)
-        out.append(m)
-    return out
-
-
-_PROBLEM_META = {
-    DROPPED: ("otel_rtc.drop.reason", "{item}",
-              "Telemetry input rejected by otel_rtc (invalid, over a cap, ...)."),
-    ERRORS: ("error.type", "{error}",
-             "Errors inside otel_rtc that were contained instead of raised."),
-}
-
-
-def _problem_metrics(st: _State, sdk: _Sdk, rkey: Hashable) -> list[Any]:
-    probs = st.problems.get(rkey)
-    if not probs:
-        return []
-    now = time.time_ns()
-    by_metric: dict[str, list[Any]] = {}
-    for (metric, component, reason), n in sorted(probs.items()):
-        label = _PROBLEM_META[metric][0] if metric in _PROBLEM_META else "otel_rtc.rate.anomaly"
-        dp = sdk.NumberDataPoint()
-        dp.attributes = [_kv(sdk, "otel_rtc.component", component), _kv(sdk, label, reason)]
-        dp.start_time_unix_nano = st.start_ns
-        dp.time_unix_nano = now
-        dp.value = sdk.NumberDataPointValue.AsInt(n)
-        by_metric.setdefault(metric, []).append(dp)
-    out = []
-    for metric, dps in by_metric.items():
-        s = sdk.Sum()
-        s.aggregation_temporality = sdk.AggregationTemporality.Cumulative
-        s.is_monotonic = True
-        s.data_points = dps
-        m = sdk.Metric()
-        m.name = metric
-        _label, m.unit, m.description = _PROBLEM_META.get(
-            metric, ("", ANOMALIES_UNIT, ANOMALIES_DESC))
-        m.data = sdk.MetricData.Sum(s)
-        out.append(m)
-    return out
+        append_scope(sdk, rm, metrics)
