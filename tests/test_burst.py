@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_rtc.core.bursts import REFERENCE_FIELDS, BurstRecord, BurstTracker, FrameStats
+from otel_rtc.core.burst_stats import REFERENCE_FIELDS, BurstRecord, FrameStats
+from otel_rtc.core.bursts import BurstTracker
 from otel_rtc.core.clock import ManualClock
 
 BASE = 1_700_000_000_000_000_000  # an epoch-domain origin, like time.time_ns()

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 # public name -> module of otel_rtc.core that defines it
 _EXPORTS: dict[str, str] = {
-    "BurstRecord": "bursts",
+    "BurstRecord": "burst_stats",
     "BurstTracker": "bursts",
-    "FrameStats": "bursts",
+    "FrameStats": "burst_stats",
     "Clock": "clock",
     "ManualClock": "clock",
     "wall_clock_ns": "clock",
@@ -52,7 +52,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from otel_rtc.core.bursts import BurstRecord, BurstTracker, FrameStats
+    from otel_rtc.core.burst_stats import BurstRecord, FrameStats
+    from otel_rtc.core.bursts import BurstTracker
     from otel_rtc.core.clock import Clock, ManualClock, wall_clock_ns
     from otel_rtc.core.load import (
         LoadWeights,

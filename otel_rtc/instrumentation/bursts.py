@@ -20,7 +20,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanContext, SpanKind
 
 from otel_rtc.core import names
-from otel_rtc.core.bursts import BurstRecord, BurstTracker, FrameStats
+from otel_rtc.core.burst_stats import BurstRecord, FrameStats
+from otel_rtc.core.bursts import BurstTracker
 from otel_rtc.core.clock import Clock, wall_clock_ns
 from otel_rtc.core.switch import BurstSwitches, burst_switches
 from otel_rtc.instrumentation.attributes import intern_attrs
