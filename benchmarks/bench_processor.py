@@ -162,7 +162,7 @@ def bench_inprocess(n_streams, seconds=60, repeats=5):
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.sdk.metrics.export import MetricExportResult
 
-    from otel_rtc.sdk.processors import _to_metrics
+    from otel_rtc.sdk.gauges import derived_gauges
     from tests._otlp_receiver import OtlpReceiver
 
     export_s = transform_s = again_s = build_s = export_derived_s = float("inf")
@@ -191,8 +191,8 @@ def bench_inprocess(n_streams, seconds=60, repeats=5):
             groups = {}
             procs[0].deriver.derive_into(groups, clock())
             cache = {}
-            _to_metrics(groups, cache)
-            build_s = min(build_s, _timed(_to_metrics, groups, cache))
+            derived_gauges(groups, cache)
+            build_s = min(build_s, _timed(derived_gauges, groups, cache))
             for pr in procs:
                 pr.shutdown()
         exp.shutdown()

@@ -726,12 +726,12 @@ def test_sample_rows_cached_by_attribute_identity_give_the_uncached_result():
 
 
 def test_the_fast_point_builder_makes_the_constructors_point():
-    from otel_rtc.sdk.processors import _build_point
+    from otel_rtc.sdk.gauges import build_point
 
     a = {"otel_rtc.room": "r"}
-    fast, slow = _build_point(a, T0, T0 + S, 2.5), NumberDataPoint(a, T0, T0 + S, 2.5)
-    assert _build_point is not NumberDataPoint  # this SDK takes the fast path
+    fast, slow = build_point(a, T0, T0 + S, 2.5), NumberDataPoint(a, T0, T0 + S, 2.5)
+    assert build_point is not NumberDataPoint  # this SDK takes the fast path
     assert fast == slow and type(fast) is NumberDataPoint and repr(fast) == repr(slow)
-    assert fast.exemplars == [] and fast.exemplars is not _build_point(a, 0, 1, 0.0).exemplars
+    assert fast.exemplars == [] and fast.exemplars is not build_point(a, 0, 1, 0.0).exemplars
     with pytest.raises(AttributeError):
         fast.value = 3.0  # still frozen

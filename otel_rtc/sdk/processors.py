@@ -31,7 +31,7 @@ the inner exporter's preferred one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from itertools import compress
 from typing import Any
 
@@ -69,6 +69,7 @@ from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
 from otel_rtc.instrumentation.traffic import TRAFFIC_METRICS
 from otel_rtc.sdk.aggregation import add_scope_metrics
 from otel_rtc.sdk.export import MetricsProcessor
+from otel_rtc.sdk.gauges import MAX_CACHED_ATTRS, derived_gauges
 from otel_rtc.sdk.sampler import CounterSampler
 from otel_rtc.version import __version__
 
@@ -77,75 +78,6 @@ __all__ = ["TrafficLoadProcessor", "WindowRateProcessor"]
 _SCOPE = InstrumentationScope(names.RATES_SCOPE, __version__)
 _KNOWN_UNITS: dict[str, tuple[str, str]] = {n: (u, d) for n, u, d in TRAFFIC_METRICS}
 """Units of the counters sample sources report (samples carry no unit)."""
-
-
-# -- the derived points as SDK gauges ------------------------------------------------------
-
-_MAX_CACHED_ATTRS = 100_000
-"""Attribute dicts a processor keeps for reuse between exports (cleared when full)."""
-
-
-_NDP_FIELDS = ("attributes", "start_time_unix_nano", "time_unix_nano", "value", "exemplars")
-
-
-def _point_builder() -> Callable[[dict[str, Any], int, int, float], NumberDataPoint]:
-    """A builder of SDK ``NumberDataPoint`` s, several times cheaper than its constructor.
-
-    The SDK's frozen dataclass sets each field through ``object.__setattr__`` (about
-    2 us a point, more than half the processor's transform). When the class has exactly
-    the fields this module knows, the builder fills the instance's ``__dict__`` in one
-    step instead: an equal object (``tests/test_rate_processor.py`` checks). Any other
-    SDK version gets the constructor.
-    """
-    import dataclasses
-
-    try:
-        names = tuple(f.name for f in dataclasses.fields(NumberDataPoint))
-        probe = NumberDataPoint({}, 0, 0, 0.0)
-        plain = type(vars(probe)) is dict and not hasattr(NumberDataPoint, "__slots__")
-    except Exception:  # not a dataclass, or instances without a __dict__
-        names, plain = (), False
-    if names != _NDP_FIELDS or not plain:
-        return NumberDataPoint
-    new = object.__new__
-
-    def build(attributes: dict[str, Any], start: int, time: int, value: float
-              ) -> NumberDataPoint:
-        p = new(NumberDataPoint)
-        p.__dict__.update(attributes=attributes, start_time_unix_nano=start,
-                          time_unix_nano=time, value=value, exemplars=[])
-        return p
-
-    return build
-
-
-_build_point = _point_builder()
-
-
-def _to_metrics(groups: DerivedGroups,
-                cache: dict[int, tuple[Attrs, dict[str, Any]]]) -> list[Metric]:
-    """SDK gauges of ``groups``.
-
-    ``cache`` maps ``id(attrs)`` to ``(attrs, dict(attrs))``: the deriver hands out the
-    same attribute tuple for the same series on every export, so its dict is built once.
-    The entry holds the tuple itself, so its id cannot be reused while cached. The dicts
-    are shared between exports; exporters only read them.
-    """
-    if len(cache) >= _MAX_CACHED_ATTRS:
-        cache.clear()
-    out = []
-    ndp = _build_point
-    for name, (unit, desc, pts) in groups.items():
-        if not pts:
-            continue
-        dps = []
-        for a, v, start, t in pts:
-            e = cache.get(id(a))
-            if e is None or e[0] is not a:
-                e = cache[id(a)] = (a, dict(a))
-            dps.append(ndp(e[1], start, t, float(v)))
-        out.append(Metric(name=name, description=desc, unit=unit, data=Gauge(data_points=dps)))
-    return out
 
 
 def _temporality(t: AggregationTemporality) -> int:
@@ -291,7 +223,7 @@ class _DerivedProcessor(MetricsProcessor):
         except TypeError:  # an unhashable value
             return attrs_key(attrs)
         if a is None:
-            if len(self._attr_keys) >= _MAX_CACHED_ATTRS:
+            if len(self._attr_keys) >= MAX_CACHED_ATTRS:
                 self._attr_keys.clear()
             a = self._attr_keys[raw] = attrs_key(attrs)
         return a
@@ -311,7 +243,7 @@ class _DerivedProcessor(MetricsProcessor):
                 groups: DerivedGroups = {}
                 now = self._clock()
                 self.deriver.derive_into(groups, now)
-                metrics = _to_metrics(groups, self._attr_dicts)
+                metrics = derived_gauges(groups, self._attr_dicts)
                 metrics.extend(self._anomaly_metrics(now))
             return add_scope_metrics(metrics_data, _SCOPE, metrics) or metrics_data
         except Exception as exc:
