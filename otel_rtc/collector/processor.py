@@ -241,13 +241,7 @@ def _temporality(t: Any) -> int:
 
 
 def _process(st: _State, sdk: RotelSdk, rm: Any, rkey: Hashable) -> None:
-    d = st.deriver
-    selects = d.selects
-    engine = d.engine
-    observe = engine.observe
-    md = sdk.MetricData
-    keys = st.keys
-    res = st.resources.get(rkey)
+    """Feed one batch of a resource, read its series, append what is derived."""
     sms = list(rm.scope_metrics or ())
     if rkey in st.upstream or any(sm.scope is not None and sm.scope.name == IN_PROCESS_SCOPE
                                   for sm in sms):
@@ -255,6 +249,7 @@ def _process(st: _State, sdk: RotelSdk, rm: Any, rkey: Hashable) -> None:
         _mark_upstream(st, rkey)
         _emit_problems(st, sdk, rm, rkey)
         return
+    selects = st.deriver.selects
     latest = 0
     rid = repr(rkey)  # a str: hashed once per batch, not once per point
     for sm in sms:
@@ -262,70 +257,78 @@ def _process(st: _State, sdk: RotelSdk, rm: Any, rkey: Hashable) -> None:
         if scope is not None and scope.name == SCOPE_NAME:
             continue  # our own output (e.g. a second collector in a chain)
         for m in list(sm.metrics or ()):
-            name = m.name
-            sel = selects(name)  # by name: unselected metrics cost one dict lookup
-            if not sel:
-                continue
-            data = m.data
-            is_sum = isinstance(data, md.Sum)
-            is_hist = not is_sum and isinstance(data, md.Histogram)
-            if not (is_sum or is_hist):
-                continue
-            inner = data[0]
-            kind = source_kind(is_sum, is_sum and bool(inner.is_monotonic), is_hist,
-                               _temporality(inner.aggregation_temporality))
-            if kind is None:
-                if is_hist or inner.is_monotonic:
-                    st._on_anomaly("invalid")  # an unknown temporality
-                continue
-            cumulative, hist = kind
-            unit = m.unit or ""
-            desc = m.description or ""
-            if res is None:
-                res = st.resources[rkey] = [{}, 0.0]
-            series = res[0]
-            for p in list(inner.data_points or ()):
-                t = p.time_unix_nano
-                if hist:
-                    v = p.count
-                else:
-                    v = p.value
-                    if v is not None:
-                        v = v[0]
-                if v is None or type(v) not in _NUMBER_TYPES or not isinstance(t, int):
-                    st._on_anomaly("invalid")
-                    continue
-                # The point's attributes as read, in their order: a known series costs
-                # one lookup (no sort, no type checks); anything else takes _series().
-                try:
-                    key, tag = keys[(rid, name, tuple(map(_KEY_AND_VALUE, p.attributes)))]
-                except (KeyError, TypeError, AttributeError):
-                    key, tag = _series(st, rkey, rid, name, unit, desc, hist, sel,
-                                       p.attributes)
-                else:
-                    if tag is None:  # counted per point, as Deriver.tag() counts a new one
-                        st._on_anomaly("missing_attributes")
-                if tag is None:  # feeds the load only, without room, direction or media
-                    continue
-                if observe(key, v, t, p.start_time_unix_nano or 0, cumulative,
-                           p.flags or 0, tag):
-                    series[key] = None
-                    if t > latest:
-                        latest = t
+            sel = selects(m.name)  # by name: unselected metrics cost one dict lookup
+            if sel:
+                latest = max(latest, _feed(st, sdk, m, sel, rkey, rid))
     groups: DerivedGroups = {}
+    res = st.resources.get(rkey)
     if res is not None:
         # Every batch of the resource is an emission instant of its series, at its data
         # time: one without a series reads what the reading span held of it.
         res[1] = time.monotonic()
-        series = res[0]
-        d.derive_into(groups, latest or time.time_ns(), list(series),
-                      st.settings.reading_min_span_s)
+        st.deriver.derive_into(groups, latest or time.time_ns(), list(res[0]),
+                               st.settings.reading_min_span_s)
     if st.calls % 64 == 0:
         _forget_idle(st)
     metrics = to_metrics(sdk, groups) if groups else []
     metrics.extend(problem_metrics(sdk, st.problems.get(rkey), st.start_ns, time.time_ns()))
     if metrics:
         append_scope(sdk, rm, metrics)
+
+
+def _feed(st: _State, sdk: RotelSdk, m: Any, sel: int, rkey: Hashable, rid: str) -> int:
+    """Observe every point of one selected metric; the latest accepted time (0: none)."""
+    md = sdk.MetricData
+    data = m.data
+    is_sum = isinstance(data, md.Sum)
+    is_hist = not is_sum and isinstance(data, md.Histogram)
+    if not (is_sum or is_hist):
+        return 0
+    inner = data[0]
+    kind = source_kind(is_sum, is_sum and bool(inner.is_monotonic), is_hist,
+                       _temporality(inner.aggregation_temporality))
+    if kind is None:
+        if is_hist or inner.is_monotonic:
+            st._on_anomaly("invalid")  # an unknown temporality
+        return 0
+    cumulative, hist = kind
+    name = m.name
+    unit = m.unit or ""
+    desc = m.description or ""
+    res = st.resources.get(rkey)
+    if res is None:
+        res = st.resources[rkey] = [{}, 0.0]
+    series = res[0]
+    keys = st.keys
+    observe = st.deriver.engine.observe
+    latest = 0
+    for p in list(inner.data_points or ()):
+        t = p.time_unix_nano
+        if hist:
+            v = p.count
+        else:
+            v = p.value
+            if v is not None:
+                v = v[0]
+        if v is None or type(v) not in _NUMBER_TYPES or not isinstance(t, int):
+            st._on_anomaly("invalid")
+            continue
+        # The point's attributes as read, in their order: a known series costs one
+        # lookup (no sort, no type checks); anything else takes _series().
+        try:
+            key, tag = keys[(rid, name, tuple(map(_KEY_AND_VALUE, p.attributes)))]
+        except (KeyError, TypeError, AttributeError):
+            key, tag = _series(st, rkey, rid, name, unit, desc, hist, sel, p.attributes)
+        else:
+            if tag is None:  # counted per point, as Deriver.tag() counts a new one
+                st._on_anomaly("missing_attributes")
+        if tag is None:  # feeds the load only, without room, direction or media
+            continue
+        if observe(key, v, t, p.start_time_unix_nano or 0, cumulative, p.flags or 0, tag):
+            series[key] = None
+            if t > latest:
+                latest = t
+    return latest
 
 
 def _series(st: _State, rkey: Hashable, rid: str, name: str, unit: str, desc: str,
