@@ -108,6 +108,7 @@ type rateProcessor struct {
 	total     int // series tracked, under MaxSeries
 	resources map[[16]byte]*resourceState
 	calls     int
+	flushed   []pmetric.Metrics // what forgetIdle read, sent by ConsumeMetrics after unlocking
 }
 
 func newProcessor(_ processor.Settings, cfg *Config, next consumer.Metrics) (*rateProcessor, error) {
@@ -209,31 +210,31 @@ func (p *rateProcessor) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) 
 		p.consumeResource(rms.At(i))
 	}
 	p.calls++
-	var idle []pmetric.Metrics
 	if p.calls%resourceIdleScan == 0 {
-		idle = p.forgetIdle()
+		p.forgetIdle()
 	}
+	idle := p.flushed
+	p.flushed = nil
 	p.mu.Unlock()
 	return errors.Join(p.next.ConsumeMetrics(ctx, md), p.send(ctx, idle))
 }
 
 // forgetIdle forgets the resources that sent nothing for ResourceIdle; what their series
-// still held is read once more and returned, to be sent with their own resource.
-func (p *rateProcessor) forgetIdle() []pmetric.Metrics {
+// still held is read once more into p.flushed, to be sent with their own resource.
+func (p *rateProcessor) forgetIdle() {
 	limit := time.Now().Add(-p.cfg.ResourceIdle)
-	var out []pmetric.Metrics
 	for k, r := range p.resources {
 		if r.lastSeen.Before(limit) {
-			out = p.flush(r, out)
+			p.flushed = p.flush(r, p.flushed)
 			p.total -= r.engine.Len()
 			delete(p.resources, k)
 		}
 	}
-	return out
 }
 
-func (p *rateProcessor) resource(rm pmetric.ResourceMetrics) *resourceState {
-	k := pdatautil.MapHash(rm.Resource().Attributes())
+// resource returns the state of the resource rm whose attributes hash to k, created on
+// its first selected metric.
+func (p *rateProcessor) resource(rm pmetric.ResourceMetrics, k [16]byte) *resourceState {
 	r := p.resources[k]
 	if r == nil {
 		if len(p.resources) >= maxResources {
@@ -257,7 +258,8 @@ func (p *rateProcessor) resource(rm pmetric.ResourceMetrics) *resourceState {
 
 func (p *rateProcessor) consumeResource(rm pmetric.ResourceMetrics) {
 	// A resource with series is read at every batch of it, even one without them.
-	res := p.resources[pdatautil.MapHash(rm.Resource().Attributes())]
+	rk := pdatautil.MapHash(rm.Resource().Attributes())
+	res := p.resources[rk]
 	if res != nil {
 		res.lastSeen = time.Now()
 	}
@@ -267,7 +269,7 @@ func (p *rateProcessor) consumeResource(rm pmetric.ResourceMetrics) {
 		switch sms.At(i).Scope().Name() {
 		case inProcessScope:
 			// The app derives in-process: never derive the same series twice.
-			res = p.resource(rm)
+			res = p.resource(rm, rk)
 			if !res.upstream {
 				res.upstream = true
 				p.total -= res.engine.Len()
@@ -293,7 +295,7 @@ func (p *rateProcessor) consumeResource(rm pmetric.ResourceMetrics) {
 				continue
 			}
 			if res == nil {
-				res = p.resource(rm)
+				res = p.resource(rm, rk)
 			}
 			var hist, cum bool
 			switch m.Type() {

@@ -337,3 +337,31 @@ func TestAttrsHash(t *testing.T) {
 		t.Error("a string and an int of the same text hash alike")
 	}
 }
+
+// A resource forgotten as idle sends what its series still held, with its own resource,
+// after the batch that found it idle.
+func TestIdleResourceSendsWhatItHeld(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.ResourceIdle = time.Nanosecond
+	sink, consume := newTestProcessor(t, cfg)
+	consume(batch([3]int64{t0, 0, 0}, [3]int64{t0 + 1e9, 1000, 0})) // 1 s of data: held
+	if got := derived(t, sink, metricBytes+rateSuffix); len(got) != 0 {
+		t.Fatalf("read before its span: %d points", len(got))
+	}
+	other := pmetric.NewMetrics()
+	other.ResourceMetrics().AppendEmpty().Resource().Attributes().PutStr("service.name", "other")
+	for i := 1; i < resourceIdleScan; i++ { // the 64th call looks for idle resources
+		consume(other)
+	}
+	all := sink.AllMetrics()
+	if len(all) != resourceIdleScan+1 {
+		t.Fatalf("%d batches, want %d and the idle resource's", len(all), resourceIdleScan)
+	}
+	got := derived(t, sink, metricBytes+rateSuffix)
+	if len(got) != 1 || !closeTo(got[0].DoubleValue(), 1000, 1e-9, 0) {
+		t.Fatalf("idle flush %v", got)
+	}
+	if v, _ := all[resourceIdleScan].ResourceMetrics().At(0).Resource().Attributes().Get("service.name"); v.Str() != "sfu" {
+		t.Errorf("flushed with resource %v", all[resourceIdleScan].ResourceMetrics().At(0).Resource().Attributes().AsRaw())
+	}
+}
