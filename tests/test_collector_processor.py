@@ -248,21 +248,28 @@ def _rates_by_room(rm):
             if m.name == "otel_rtc.traffic.bytes.rate" for p in m.data[0].data_points}
 
 
+def _rates_of_rooms_a_and_b(batches, b_until):
+    """Per 1 s batch (k = 1..batches): room a's counter at 1000/s and, up to ``b_until``,
+    room b's at 50/s; the ``.rate`` points each batch gained, by room."""
+    a, b = {"otel_rtc.room": "a"}, {"otel_rtc.room": "b"}
+    spans = []
+    for k in range(1, batches + 1):
+        pts = [num_point(a, T0, T0 + k * S, 1000 * k)]
+        if k <= b_until:
+            pts.append(num_point(b, T0, T0 + k * S, 50 * k))
+        rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", pts))
+        cp.process_metrics(rm)
+        spans.append(_rates_by_room(rm))
+    return spans
+
+
 def test_emission_follows_the_data_and_quiet_series_end_with_a_final_reading():
     """Each batch of a resource is an emission instant (reading span 0: every batch): a
     series with new points gets a reading over its data since the previous one (no timer
     holds the last seconds back); a series missing from 2 batches in a row gets a final
     reading of 0, then nothing."""
     cp._reset_for_tests({"OTEL_RTC_LOAD": "false", "OTEL_RTC_RATE_READING_SPAN": "0"})
-    a, b = {"otel_rtc.room": "a"}, {"otel_rtc.room": "b"}
-    spans = []
-    for k in range(1, 9):
-        pts = [num_point(a, T0, T0 + k * S, 1000 * k)]
-        if k <= 3:
-            pts.append(num_point(b, T0, T0 + k * S, 50 * k))
-        rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", pts))
-        cp.process_metrics(rm)
-        spans.append(_rates_by_room(rm))
+    spans = _rates_of_rooms_a_and_b(8, b_until=3)
     assert [s_["a"] for s_ in spans] == [(T0 + (k - 1) * S, T0 + k * S, 1000.0)
                                          for k in range(1, 9)]
     assert [s_.get("b") for s_ in spans] == [
@@ -277,15 +284,7 @@ def test_the_reading_span_reads_each_series_once_per_10s_of_data_and_never_holds
     """By default a series is read once its new data spans 10 s (0.95 tolerance), not at
     every batch; the first batch of its resource without it reads what was held."""
     cp._reset_for_tests({"OTEL_RTC_LOAD": "false"})
-    a, b = {"otel_rtc.room": "a"}, {"otel_rtc.room": "b"}
-    spans = []
-    for k in range(1, 26):
-        pts = [num_point(a, T0, T0 + k * S, 1000 * k)]
-        if k <= 13:
-            pts.append(num_point(b, T0, T0 + k * S, 50 * k))
-        rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", pts))
-        cp.process_metrics(rm)
-        spans.append(_rates_by_room(rm))
+    spans = _rates_of_rooms_a_and_b(25, b_until=13)
     assert {k + 1: s_["a"] for k, s_ in enumerate(spans) if "a" in s_} == {
         10: (T0, T0 + 10 * S, 1000.0), 20: (T0 + 10 * S, T0 + 20 * S, 1000.0)}
     assert {k + 1: s_["b"] for k, s_ in enumerate(spans) if "b" in s_} == {
