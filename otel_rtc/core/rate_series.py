@@ -18,8 +18,7 @@ stdlib and :mod:`otel_rtc.core.clock` only.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from itertools import repeat
-from operator import add, mul, sub, truediv
+from operator import add, sub
 from typing import TYPE_CHECKING, Any
 
 from otel_rtc.core.clock import NS_PER_S
@@ -371,9 +370,9 @@ class SeriesBlock:
         if not (incs and total == total and min(incs) >= 0 and max(values) < rules.vlimit):
             return False
         self.inc = list(map(add, self.inc, incs))
-        if dt <= rules.cap0:  # the same operations as the per-series path
-            self.pk = list(map(max, self.pk, map(truediv, map(
-                mul, incs, repeat(NS_PER_S)), repeat(dt))))
+        if dt <= rules.cap0:  # the per-series path's peak, by column
+            self.pk = [r if (r := i * NS_PER_S / dt) > p else p
+                       for p, i in zip(self.pk, incs, strict=True)]
         self.iinc = incs
         self.it0 = last_t
         if not self.has:
