@@ -300,8 +300,9 @@ def run(duration_s: float = 10.0, *, rooms: int = 3, seed: int = 1, virtual: boo
     summary: dict[str, Any] = dict(sfu.stats)
     summary["participant_joined"] = sum(e.name == "participant_joined" for e in sfu.events)
     summary["participant_left"] = sum(e.name == "participant_left" for e in sfu.events)
+    cols = sfu.traffic.snapshot()
     summary["traffic_series"] = len({(n, tuple(sorted(a.items())))
-                                     for n, a, _, _ in sfu.traffic.snapshot()})
+                                     for n, a in zip(cols.names, cols.attrs, strict=True)})
     return summary
 
 

@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "TrafficLoadProcessor": "sdk.processors",
     "WindowRateProcessor": "sdk.processors",
     "register_sample_source": "core.sample_sources",
+    "SampleColumns": "core.sample_sources",
     "RtcInstrumentor": "sdk",
     "RtcPrometheusMetricReader": "sdk",
     "RotelCollector": "collector.rotel",
@@ -65,6 +66,7 @@ __all__ = [
     "RtcInstrumentor",
     "RtcPrometheusMetricReader",
     "RtcWrappingMetricExporter",
+    "SampleColumns",
     "SessionRegistry",
     "Telemetry",
     "TrafficAccounting",
@@ -82,7 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from otel_rtc.collector.rotel import RotelCollector
     from otel_rtc.core.load import TrafficLoadConfig
     from otel_rtc.core.rates import RateConfig
-    from otel_rtc.core.sample_sources import register_sample_source
+    from otel_rtc.core.sample_sources import SampleColumns, register_sample_source
     from otel_rtc.core.switch import burst_switches
     from otel_rtc.instrumentation.buffers import (
         BoundedBuffer,

@@ -31,6 +31,7 @@ from otel_rtc.sdk.defaults import default_processors
 from otel_rtc.sdk.processors import TrafficLoadProcessor, WindowRateProcessor
 from otel_rtc.sdk.sampler import (
     CounterSampler,
+    SampleColumns,
     register_sample_source,
     unregister_sample_source,
 )
@@ -266,10 +267,12 @@ def test_sampler_thread_lifecycle_and_weak_global_sources():
 
         def snapshot(self):
             self.calls += 1
-            return [("otel_rtc.traffic.bytes", {"otel_rtc.room": "owner-room"}, 1.0, T0)]
+            return SampleColumns(("otel_rtc.traffic.bytes",), ({"otel_rtc.room": "owner-room"},),
+                                 [1.0], (T0,))
 
-    def mine(rows):  # other live sources of the process (e.g. TrafficAccounting) may answer
-        return [r for r in rows if r[1] == {"otel_rtc.room": "owner-room"}]
+    def mine(columns):  # other live sources of the process (TrafficAccounting) may answer
+        return [r for c in columns for r in zip(*c, strict=True)
+                if r[1] == {"otel_rtc.room": "owner-room"}]
 
     owner = Owner()
     register_sample_source(owner.snapshot)
@@ -311,24 +314,65 @@ def test_malformed_sample_rows_are_counted_and_skipped_not_the_whole_tick():
     value = [0.0]
 
     def src():
-        return [("otel_rtc.traffic.bytes",),  # too short
-                ("otel_rtc.traffic.bytes", ["not", "a", "mapping"], 1.0, T0),
-                (None, good, 1.0, T0),  # no metric name
-                ("otel_rtc.traffic.bytes", good, value[0], T0)]
+        return SampleColumns(
+            ("otel_rtc.traffic.bytes", None, "otel_rtc.traffic.bytes"),  # no metric name
+            (["not", "a", "mapping"], good, good),
+            [1.0, 1.0, value[0]], (T0, T0, T0))
 
-    sampler = CounterSampler(1.0, _sources=[src], clock=clock, autostart=False)
+    def broken():  # a source returning something else, or columns that do not line up
+        return None if clock() // S % 2 else SampleColumns(("a", "b"), (good,), [1.0], (T0,))
+
+    sampler = CounterSampler(1.0, _sources=[src, broken], clock=clock, autostart=False)
     proc = WindowRateProcessor(load=TrafficLoadConfig(), sampler=sampler, clock=clock)
     for _ in range(12):
         clock.advance(S)
         value[0] += 1000.0
         sampler.sample_now()
-    # three malformed rows per tick, counted once (one engine); the good row fed every tick
+    # two malformed rows and one malformed source per tick, counted once (one engine);
+    # the good row fed every tick
     assert _self_telemetry.drop_count("rate_processor", "invalid_sample") == 36
     assert _self_telemetry.drop_count("traffic_load_processor", "invalid_sample") == 0
     [r] = proc.deriver.engine.read(clock())
     assert r.key == ("otel_rtc.traffic.bytes", tuple(sorted(good.items())))
     assert r.peaks[0] == pytest.approx(1000.0)
     assert _self_telemetry.error_count() == 0
+    proc.shutdown()
+
+
+def test_steady_sources_are_one_column_update_per_tick_through_exports_and_new_series():
+    clock = ManualClock(T0)
+    p = make_test_pipeline()
+    accs = [TrafficAccounting(meter_provider=p.meter_provider, per_participant=True,
+                              clock=clock, sample_source=False) for _ in range(2)]
+    sampler = CounterSampler(1.0, _sources=[a.snapshot for a in accs], clock=clock,
+                             autostart=False)
+    proc = WindowRateProcessor(sampler=sampler, clock=clock)
+    p.metric_reader.processors.append(proc)
+    engine = proc.deriver.engine
+    blocks = []
+    for sec in range(1, 31):
+        clock.advance(S)
+        for i, acc in enumerate(accs):
+            acc.add("r", f"p{i}", "up", "video", 10 * sec, 1000 * (i + 1) * sec, from_zero=True)
+            if sec >= 20:  # a series that joins: a new layout, then steady again
+                acc.add("r", f"q{i}", "down", "audio", sec, 50 * sec, from_zero=True)
+        sampler.sample_now()
+        if sec in (10, 25):
+            p.metric_reader.get_metrics_data()  # an export: the generation moves on
+        blocks.append(engine._block)
+    # One column block all along, through the export at 10. The joiners share the
+    # others' time line once a reading closed everyone's open span (the export at 25).
+    assert blocks[0] is not None and blocks[:19] == [blocks[0]] * 19
+    assert blocks[19:25] == [None] * 6
+    assert blocks[25] is not None and blocks[25:] == [blocks[25]] * 5
+    assert blocks[25].keys is proc._layout.keys
+    # 2 sources x 1 then 2 streams x the 2 selected counters
+    assert len(proc._layout.keys) == 8
+    rates = points(p.metric_reader.get_metrics_data(), "otel_rtc.traffic.bytes.rate")
+    by = {dict(k)["otel_rtc.participant"]: v for k, v in rates.items()}
+    assert by["p0"] == pytest.approx(1000) and by["p1"] == pytest.approx(2000)
+    assert by["q0"] == pytest.approx(50) and by["q1"] == pytest.approx(50)
+    assert engine.anomaly_counts() == {}
     proc.shutdown()
 
 
@@ -664,9 +708,14 @@ def test_sample_rows_cached_by_attribute_identity_give_the_uncached_result():
         now = [0]
 
         def src():
-            rows = [r for r in acc.snapshot()
-                    if not (60 <= now[0] < 120 and r[1]["otel_rtc.participant"] == "p4")]
-            return [(n, dict(a), v, s) for n, a, v, s in rows] if fresh_dicts else rows
+            cols = acc.snapshot()
+            gone = 60 <= now[0] < 120
+            if not (gone or fresh_dicts):
+                return cols  # the same layout objects as on the previous tick
+            rows = [(n, dict(a) if fresh_dicts else a, v, s)
+                    for n, a, v, s in zip(*cols, strict=True)
+                    if not (gone and a["otel_rtc.participant"] == "p4")]
+            return SampleColumns(*map(list, zip(*rows, strict=True)))
 
         register_sample_source(src)
         sampler = CounterSampler(1.0, clock=clock, autostart=False)  # global: gated
@@ -675,7 +724,7 @@ def test_sample_rows_cached_by_attribute_identity_give_the_uncached_result():
 
         def export():  # the batch an exporter would see: the counters, on the same clock
             by_name = {}
-            for n, a, v, st in acc.snapshot():
+            for n, a, v, st in zip(*acc.snapshot(), strict=True):
                 by_name.setdefault(n, []).append((dict(a), st, clock(), v))
             data = batch(*(sum_metric(n, pts) for n, pts in by_name.items()))
             for pr in procs:
@@ -698,7 +747,7 @@ def test_sample_rows_cached_by_attribute_identity_give_the_uncached_result():
                 sampler.sample_now()
                 if sec % 15 == 0:
                     outs.append(export())
-            rows_per_tick = sum(len(list(f())) for f in sampler.sources())
+            rows_per_tick = sum(len(f().values) for f in sampler.sources())
         finally:
             unregister_sample_source(src)
             for pr in procs:

@@ -17,8 +17,13 @@ def _reset():
     _self_telemetry._reset_for_tests()
 
 
+def rows(acc):
+    """``(name, attributes, value, start)`` of each series in ``acc.snapshot()``."""
+    return list(zip(*acc.snapshot(), strict=True))
+
+
 def totals(acc, name="otel_rtc.traffic.packets", **match):
-    return sum(v for n, a, v, _ in acc.snapshot()
+    return sum(v for n, a, v, _ in rows(acc)
                if n == name and all(a.get(k) == x for k, x in match.items()))
 
 
@@ -79,7 +84,7 @@ def test_invalid_dimensions_are_dropped():
     acc = TrafficAccounting(meter_provider=False)
     acc.add("r", "p", "sideways", "audio", 1, 1)
     acc.add("r", "p", "up", "smell", 1, 1)
-    assert list(acc.snapshot()) == []
+    assert rows(acc) == []
     assert _self_telemetry.drop_count("traffic", "invalid") == 2
 
 
@@ -87,8 +92,8 @@ def test_aggregates_per_room_by_default():
     acc = TrafficAccounting(meter_provider=False)
     acc.add("r", "p1", "up", "audio", 10, 0, from_zero=True)
     acc.add("r", "p2", "up", "audio", 5, 0, from_zero=True)
-    rows = [(a, v) for n, a, v, _ in acc.snapshot() if n == "otel_rtc.traffic.packets"]
-    assert rows == [({"otel_rtc.room": "r", "otel_rtc.direction": "up",
+    packets = [(a, v) for n, a, v, _ in rows(acc) if n == "otel_rtc.traffic.packets"]
+    assert packets == [({"otel_rtc.room": "r", "otel_rtc.direction": "up",
                       "otel_rtc.media.kind": "audio"}, 15.0)]
 
 
@@ -96,7 +101,7 @@ def test_participant_cardinality_cap_folds_into_other():
     acc = TrafficAccounting(meter_provider=False, per_participant=True, max_participants=2)
     for i in range(5):
         acc.add("r", f"p{i}", "up", "audio", 10, 0, from_zero=True)
-    parts = sorted(a["otel_rtc.participant"] for n, a, _, _ in acc.snapshot()
+    parts = sorted(a["otel_rtc.participant"] for n, a, _, _ in rows(acc)
                    if n == "otel_rtc.traffic.packets")
     assert parts == ["_other", "p0", "p1"]
     assert totals(acc, **{"otel_rtc.participant": "_other"}) == 30
@@ -127,7 +132,25 @@ def test_observable_counters_read_at_collection():
     assert m["otel_rtc.traffic.bytes"][0].value == 1200
     acc.add("r", "p", "up", "video", 15, 1800)
     assert p.metrics()["otel_rtc.traffic.packets"][0].value == 15
-    assert next(s for n, _, _, s in acc.snapshot()) == 123
+    assert next(s for n, _, _, s in rows(acc)) == 123
+
+
+def test_snapshot_keeps_its_layout_objects_until_a_series_is_added():
+    """The rate sampler recognises the layout by identity (SampleColumns' contract)."""
+    acc = TrafficAccounting(meter_provider=False, per_participant=True)
+    acc.add("r", "a", "up", "audio", 1, 10, from_zero=True)
+    first = acc.snapshot()
+    acc.add("r", "a", "up", "audio", 2, 20)
+    second = acc.snapshot()
+    assert second.names is first.names and second.attrs is first.attrs
+    assert second.starts is first.starts
+    assert second.values is not first.values and second.values[:2] == [2, 20]
+    acc.add("r", "b", "down", "video", 5, 50, from_zero=True)
+    third = acc.snapshot()
+    assert third.names is not first.names and len(third.names) == 2 * len(first.names)
+    assert [a["otel_rtc.participant"] for a in third.attrs[::5]] == ["a", "b"]
+    assert rows(acc)[5:7] == [("otel_rtc.traffic.packets", third.attrs[5], 5, third.starts[5]),
+                              ("otel_rtc.traffic.bytes", third.attrs[5], 50, third.starts[5])]
 
 
 def test_bad_constructor_arguments():
@@ -265,7 +288,7 @@ def test_200k_rooms_fold_count_and_bounded_memory():
     gc.collect()
     after, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rooms = {a["otel_rtc.room"] for n, a, _, _ in acc.snapshot()
+    rooms = {a["otel_rtc.room"] for n, a, _, _ in rows(acc)
              if n == "otel_rtc.traffic.bytes"}
     assert len(rooms) == 300 + 1 and "_other" in rooms
     assert acc.streams == acc.max_streams  # baselines kept: capped

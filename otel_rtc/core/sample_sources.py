@@ -1,7 +1,8 @@
 """Sample sources: counters whose running totals the rate sampler may read (pure).
 
-A sample source is any callable returning ``(metric name, attributes, cumulative value,
-start_ns)`` rows, e.g. :meth:`otel_rtc.TrafficAccounting.snapshot`. Registered sources
+A sample source is any callable returning :class:`SampleColumns` (the metric name,
+attributes, cumulative value and start time of each of its series, column by column),
+e.g. :meth:`otel_rtc.TrafficAccounting.snapshot`. Registered sources
 are read every sub-window period by the :class:`~otel_rtc.sdk.CounterSampler` of the
 default metric processors, so that peak rates come from real short intervals. Kept apart
 from the sampler (:mod:`otel_rtc.sdk.sampler`) so that sources (which sit below it) can
@@ -12,20 +13,43 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 __all__ = [
-    "Sample",
+    "SampleColumns",
     "SampleSource",
     "register_sample_source",
     "registered_sources",
     "unregister_sample_source",
 ]
 
-Sample = tuple[str, Mapping[str, Any], float, int]
-"""``(metric name, attributes, cumulative value, start_ns)``."""
-SampleSource = Callable[[], Iterable[Sample]]
+
+
+class SampleColumns(NamedTuple):
+    """What a sample source returns: the running totals of its series, column by column.
+
+    Series ``i`` is ``(names[i], attrs[i], values[i], starts[i])``. Return the same
+    ``names``, ``attrs`` and ``starts`` objects (never mutated) on every call while the
+    source's series stay the same, and a fresh ``values`` list each time: the processors
+    then recognise the layout by identity and feed every series of the source to the
+    engine as one column update. New objects mean the series changed: every row is
+    resolved again.
+
+    Attributes:
+        names: Metric name of each series.
+        attrs: Attributes of each series.
+        values: Cumulative value of each series, read now.
+        starts: Start time of each series' counter (ns since the epoch).
+    """
+
+    names: Sequence[str]
+    attrs: Sequence[Mapping[str, Any]]
+    values: Sequence[float]
+    starts: Sequence[int]
+
+
+SampleSource = Callable[[], SampleColumns]
 """Returns the current running totals of some counters."""
 
 _sources_lock = threading.Lock()
@@ -45,9 +69,8 @@ def register_sample_source(source: SampleSource) -> None:
     a sampler of your own.
 
     Bound methods are held weakly (a garbage-collected owner simply stops being read),
-    e.g. ``register_sample_source(traffic.snapshot)``. Return the same attributes object
-    for a series on every call (never mutated): the processors recognise a row by that
-    object's identity and skip resolving it again on every tick.
+    e.g. ``register_sample_source(traffic.snapshot)``. See :class:`SampleColumns` for
+    what the source returns, and which objects to keep from one call to the next.
     """
     with _sources_lock:
         _sources.append(_ref(source))

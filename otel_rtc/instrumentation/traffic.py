@@ -34,6 +34,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
+from itertools import chain
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -43,7 +45,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otel_rtc.core import names
 from otel_rtc.core.clock import Clock, wall_clock_ns
 from otel_rtc.core.names import OTHER
-from otel_rtc.core.sample_sources import register_sample_source
+from otel_rtc.core.sample_sources import SampleColumns, register_sample_source
 from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
 from otel_rtc.version import __version__
 
@@ -74,6 +76,7 @@ TRAFFIC_METRICS: tuple[tuple[str, str, str], ...] = (
 )
 _N = len(TRAFFIC_METRICS)
 _NAMES = tuple(name for name, _u, _d in TRAFFIC_METRICS)
+_TOTALS = attrgetter("totals")
 BASELINED_METRIC = names.TRAFFIC_BASELINED_REPORTS
 """Reports taken as a baseline (not counted as traffic) with non-zero totals."""
 
@@ -171,6 +174,7 @@ class TrafficAccounting:
         self._series: dict[tuple[str, str, str, str], _Series] = {}
         self._rooms: set[str] = set()
         self._participants: set[tuple[str, str]] = set()
+        self._columns = SampleColumns((), (), [], ())  # snapshot()'s layout, kept
         if meter_provider is not False:
             self._register(meter_provider)
         if sample_source:
@@ -314,20 +318,23 @@ class TrafficAccounting:
             report_error("traffic", exc)
 
     # -- reading ---------------------------------------------------------------------
-    def snapshot(self) -> list[tuple[str, Mapping[str, str], float, int]]:
-        """Cumulative totals: ``(metric name, attributes, value, start_ns)`` per series.
+    def snapshot(self) -> SampleColumns:
+        """Running totals of every series, column by column (the rate sampler's source).
 
-        The attributes are a read-only view, the same object for a series on every call
-        (the rate sampler reads this every second and caches its work by that identity).
+        ``names``, ``attrs`` (a read-only view per series) and ``starts`` are the same
+        objects on every call until a series is added; ``values`` is a new list. The rate
+        sampler reads this every second and recognises the layout by that identity.
         """
         with self._lock:
-            rows = [(s.view, tuple(s.totals), s.start_ns) for s in self._series.values()]
-        out: list[tuple[str, Mapping[str, str], float, int]] = []
-        append = out.append
-        for view, totals, start in rows:
-            for name, v in zip(_NAMES, totals, strict=True):
-                append((name, view, float(v), start))
-        return out
+            series = self._series
+            values = list(chain.from_iterable(map(_TOTALS, series.values())))
+            cols = self._columns
+            if len(cols.names) != len(values):  # series are only ever added
+                cols = self._columns = SampleColumns(
+                    _NAMES * len(series),
+                    tuple(s.view for s in series.values() for _ in _NAMES),
+                    [], tuple(s.start_ns for s in series.values() for _ in _NAMES))
+        return SampleColumns(cols.names, cols.attrs, values, cols.starts)
 
     @property
     def baselined(self) -> int:

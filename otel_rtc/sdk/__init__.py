@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "WindowRateProcessor": "processors",
     "RtcPrometheusMetricReader": "prometheus",
     "CounterSampler": "sampler",
+    "SampleColumns": "sampler",
     "register_sample_source": "sampler",
     "unregister_sample_source": "sampler",
 }
@@ -45,6 +46,7 @@ __all__ = [
     "RtcInstrumentor",
     "RtcPrometheusMetricReader",
     "RtcWrappingMetricExporter",
+    "SampleColumns",
     "Telemetry",
     "TrafficLoadProcessor",
     "WindowRateProcessor",
@@ -66,6 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from otel_rtc.sdk.prometheus import RtcPrometheusMetricReader
     from otel_rtc.sdk.sampler import (
         CounterSampler,
+        SampleColumns,
         register_sample_source,
         unregister_sample_source,
     )

@@ -64,7 +64,7 @@ from otel_rtc.core.derived import (
 from otel_rtc.core.load import TrafficLoadConfig
 from otel_rtc.core.processor_settings import DEFAULT_INCLUDE, ProcessorSettings
 from otel_rtc.core.rates import RateConfig
-from otel_rtc.core.sample_sources import Sample
+from otel_rtc.core.sample_sources import SampleColumns
 from otel_rtc.instrumentation.self_telemetry import count_drop, report_error
 from otel_rtc.instrumentation.traffic import TRAFFIC_METRICS
 from otel_rtc.sdk.aggregation import add_scope_metrics
@@ -82,6 +82,50 @@ _KNOWN_UNITS: dict[str, tuple[str, str]] = {n: (u, d) for n, u, d in TRAFFIC_MET
 
 def _temporality(t: AggregationTemporality) -> int:
     return 2 if t is AggregationTemporality.CUMULATIVE else 1
+
+
+class _Layout:
+    """How the sample sources' columns map onto engine series (see :class:`SampleColumns`).
+
+    Kept while every source hands out the same ``names``, ``attrs`` and ``starts``
+    objects and no export changed which series are admitted: a tick is then one column
+    update of the engine.
+    """
+
+    __slots__ = ("clean", "generation", "keys", "parts", "starts", "tags")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.clean = True  # False: some row was malformed; resolve (and count) again
+        self.keys: list[Hashable] = []  # the engine series fed, in order
+        self.tags: list[Any] = []
+        self.starts: list[int] = []
+        # Per well-formed source: (names, attrs, starts, mask of the rows fed).
+        self.parts: list[tuple[Any, Any, Any, list[bool]]] = []
+
+    def add(self, cols: SampleColumns, mask: list[bool]) -> None:
+        self.parts.append((cols[0], cols[1], cols[3], mask))
+        self.starts.extend(compress(cols[3], mask))
+
+    def fits(self, samples: list[SampleColumns], generation: int) -> bool:
+        """Whether ``samples`` hold the same series as when this layout was resolved."""
+        if not self.clean or generation != self.generation or len(samples) != len(
+                self.parts):
+            return False
+        try:
+            return all(c[0] is names and c[1] is attrs and c[3] is starts
+                       and len(c[2]) == len(mask)
+                       for c, (names, attrs, starts, mask) in zip(samples, self.parts,
+                                                                  strict=True))
+        except Exception:  # a source that now returns something else
+            return False
+
+    def values(self, samples: list[SampleColumns]) -> list[float]:
+        """The values of the rows fed, in the order of ``keys``."""
+        out: list[float] = []
+        for cols, part in zip(samples, self.parts, strict=True):
+            out.extend(compress(cols[2], part[3]))
+        return out
 
 
 class _DerivedProcessor(MetricsProcessor):
@@ -118,10 +162,9 @@ class _DerivedProcessor(MetricsProcessor):
         # export's bookkeeping bumps ``_generation``: only it can take admission away.
         self._rows: dict[tuple[str, int], list[Any]] = {}
         self._generation = 0
-        # The rows of the last clean tick: (generation, attributes, names, selected mask,
-        # keys, tags, start times, selected start times). The same rows again go to the
-        # engine as one column update.
-        self._layout: tuple[Any, ...] | None = None
+        # How the last tick's columns mapped onto engine series; the same column objects
+        # again go to the engine as one column update, with no per-row work.
+        self._layout: _Layout | None = None
         if sampler is not None:
             sampler.subscribe(self._on_sample)
 
@@ -134,71 +177,72 @@ class _DerivedProcessor(MetricsProcessor):
         if is_rejection(reason):
             count_drop(self.component, reason)
 
-    def _on_sample(self, time_ns: int, rows: list[Sample]) -> None:
+    def _on_sample(self, time_ns: int, samples: list[SampleColumns]) -> None:
         with self._lock:
             lay = self._layout
-            if lay is not None and lay[0] == self._generation:
-                # The same rows as the previous tick (same names and attribute objects, in
-                # the same order): one column update of the engine, no per-row work.
-                try:
-                    names, attrs, values, starts = zip(*rows, strict=False)
-                except ValueError:  # no rows, or a malformed one: the per-row path
-                    pass
-                else:
-                    if attrs == lay[1] and names == lay[2]:
-                        mask = lay[3]
-                        if starts != lay[6]:
-                            lay = self._layout = (*lay[:6], starts,
-                                                  list(compress(starts, mask)))
-                        self.deriver.engine.observe_many(
-                            lay[4], list(compress(values, mask)), time_ns, lay[7], lay[5])
-                        return
-            self._layout = None
-            self._rows_one_by_one(time_ns, rows)
+            if lay is None or not lay.fits(samples, self._generation):
+                lay, samples = self._resolve(samples, lay)
+                self._layout = lay
+            self.deriver.engine.observe_many(lay.keys, lay.values(samples), time_ns,
+                                             lay.starts, lay.tags)
 
-    def _rows_one_by_one(self, time_ns: int, rows: list[Sample]) -> None:
-        """Resolve and feed each row; remember the layout when every row was clean."""
+    def _resolve(self, samples: list[SampleColumns], old: _Layout | None
+                 ) -> tuple[_Layout, list[SampleColumns]]:
+        """Map every row onto its engine series: the layout, and the well-formed sources.
+
+        Malformed rows and sources are counted (``invalid_sample``) and left out.
+        """
         cache = self._rows
-        if len(cache) > 4 * len(rows) + 64:
-            cache.clear()  # a source building fresh attribute objects every tick
         selects = self.deriver.selects
         gen = self._generation
-        observe = self.deriver.engine.observe
-        mask: list[bool] = []
-        keys: list[Hashable] = []
-        tags: list[Any] = []
-        clean = True
-        for row in rows:
+        lay = _Layout(gen)
+        good = []
+        rows = 0
+        for cols in samples:
             try:
-                name, attrs, value, start_ns = row
-                e = cache.get((name, id(attrs)))
-                if e is None or e[0] is not attrs:
-                    if not isinstance(name, str):
-                        raise TypeError("metric name must be a str")
-                    if not selects(name):
-                        mask.append(False)
+                names, attrs, values, starts = cols
+                if not len(names) == len(attrs) == len(values) == len(starts):
+                    raise ValueError("columns of different lengths")
+            except Exception:  # a malformed source: only its rows are lost
+                count_drop(self.component, "invalid_sample")
+                lay.clean = False
+                continue
+            rows += len(names)
+            mask: list[bool] = []
+            for name, a in zip(names, attrs, strict=True):
+                mask.append(False)
+                e = cache.get((name, id(a)))
+                if e is None or e[0] is not a:
+                    if not isinstance(name, str) or not selects(name):
+                        if not isinstance(name, str):
+                            count_drop(self.component, "invalid_sample")
+                            lay.clean = False
                         continue  # recognised by name, attributes never touched
-                    e = cache[(name, id(attrs))] = [attrs, *self._prepare(name, attrs), -1]
+                    try:
+                        e = cache[(name, id(a))] = [a, *self._prepare(name, a), -1]
+                    except Exception:  # attributes that are not a mapping
+                        count_drop(self.component, "invalid_sample")
+                        lay.clean = False
+                        continue
                 if e[2] is None:  # feeds only the load, and lacks room/direction/media
                     count_drop(self.component, "missing_attributes")
-                    clean = False
+                    lay.clean = False
                     continue
                 if e[3] != gen:
                     if not self._admit(e[1]):
-                        mask.append(False)
                         continue
                     e[3] = gen
-                observe(e[1], value, time_ns, start_ns, True, 0, e[2])
-                mask.append(True)
-                keys.append(e[1])
-                tags.append(e[2])
-            except Exception:  # a malformed row of some source: only it is lost
-                count_drop(self.component, "invalid_sample")
-                clean = False
-        if clean and keys:
-            names, attrs, _v, starts = zip(*rows, strict=True)
-            self._layout = (gen, attrs, names, mask, keys, tags, starts,
-                            list(compress(starts, mask)))
+                mask[-1] = True
+                lay.keys.append(e[1])
+                lay.tags.append(e[2])
+            lay.add(cols, mask)
+            good.append(cols)
+        if len(cache) > 4 * rows + 64:
+            cache.clear()  # a source building fresh attribute objects every tick
+        if old is not None and lay.keys == old.keys:
+            # The same series: the engine's column block goes on (it knows the list).
+            lay.keys, lay.tags = old.keys, old.tags
+        return lay, good
 
     def _prepare(self, name: str, attrs: Mapping[str, Any]) -> tuple[Hashable, Any]:
         a = self._key_of(attrs)

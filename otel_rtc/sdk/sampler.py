@@ -6,11 +6,11 @@ counters' running totals* every sub-window period (1 s by default) on a daemon t
 off the hot path, and hands each sample to the processors subscribed to it
 (:mod:`otel_rtc.sdk.processors`):
 
-* A sample source is any callable returning ``(metric name, attributes, cumulative
-  value, start_ns)`` rows.
+* A sample source is any callable returning :class:`SampleColumns`: the name,
+  attributes, running total and start time of each of its series, column by column.
   :meth:`otel_rtc.instrumentation.traffic.TrafficAccounting.snapshot` is one:
-  reading it costs one short lock and a copy of the per-room totals, no SDK collection,
-  no callbacks, no export. Sources are registered with :func:`register_sample_source`
+  reading it costs one short lock and a list of the totals, no SDK collection, no
+  callbacks, no export. Sources are registered with :func:`register_sample_source`
   (weakly held); every ``TrafficAccounting`` registers itself.
 * Samples carry the wall-clock time they were read (the sampler thread's ``clock``), so
   each 1 s interval between two samples is a real interval: the 1 s peak is the largest
@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 from otel_rtc.core.clock import Clock, wall_clock_ns
 from otel_rtc.core.sample_sources import (
-    Sample,
+    SampleColumns,
     SampleSource,
     register_sample_source,
     registered_sources,
@@ -34,15 +34,15 @@ from otel_rtc.instrumentation.self_telemetry import report_error
 
 __all__ = [
     "CounterSampler",
-    "Sample",
     "SampleCallback",
+    "SampleColumns",
     "SampleSource",
     "register_sample_source",
     "unregister_sample_source",
 ]
 
-SampleCallback = Callable[[int, list[Sample]], None]
-"""Receives each sample: ``(time_ns, rows)``."""
+SampleCallback = Callable[[int, list[SampleColumns]], None]
+"""Receives each sample: ``(time_ns, what each source returned)``."""
 
 
 class CounterSampler:
@@ -91,7 +91,7 @@ class CounterSampler:
         return registered_sources() if own is None else list(own)
 
     def subscribe(self, callback: SampleCallback) -> None:
-        """Deliver every sample to ``callback(time_ns, rows)`` (starts the thread)."""
+        """Deliver every sample to ``callback(time_ns, columns)`` (starts the thread)."""
         with self._lock:
             self._subscribers.append(callback)
         if self._autostart:
@@ -107,7 +107,7 @@ class CounterSampler:
             self.stop()
 
     def sample_now(self, min_age_ns: int = 0) -> bool:
-        """Read every source once and deliver the rows; never raises.
+        """Read every source once and deliver what they returned; never raises.
 
         Args:
             min_age_ns: Skip if the previous sample is younger than this (so that two
@@ -122,10 +122,10 @@ class CounterSampler:
                 last = self._last_ns
                 if last is not None and 0 <= now - last < min_age_ns:
                     return False
-                rows: list[Sample] = []
+                columns: list[SampleColumns] = []
                 for src in self.sources():
                     try:
-                        rows.extend(src())
+                        columns.append(src())
                     except Exception as exc:
                         report_error("rate_sampler.source", exc)
                 self._last_ns = now
@@ -135,7 +135,7 @@ class CounterSampler:
                 # Delivered under the sample lock: every subscriber sees samples in order.
                 for cb in subscribers:
                     try:
-                        cb(now, rows)
+                        cb(now, columns)
                     except Exception as exc:
                         report_error("rate_sampler.subscriber", exc)
             return True
