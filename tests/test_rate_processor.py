@@ -339,6 +339,29 @@ def test_malformed_sample_rows_are_counted_and_skipped_not_the_whole_tick():
     proc.shutdown()
 
 
+def test_a_steady_source_that_returns_nothing_once_loses_that_tick_only():
+    clock = ManualClock(T0)
+    acc = TrafficAccounting(meter_provider=False, clock=clock, sample_source=False)
+    ticks = [0]
+
+    def src():
+        return None if ticks[0] == 5 else acc.snapshot()
+
+    sampler = CounterSampler(1.0, _sources=[src], clock=clock, autostart=False)
+    proc = WindowRateProcessor(sampler=sampler, clock=clock)
+    for sec in range(1, 11):
+        ticks[0] = sec
+        clock.advance(S)
+        acc.add("r", "a", "up", "audio", sec, 100 * sec, from_zero=True)
+        sampler.sample_now()
+    assert _self_telemetry.drop_count("rate_processor", "invalid_sample") == 1
+    assert _self_telemetry.error_count() == 0
+    by = {r.key[0]: r for r in proc.deriver.engine.read(clock())}
+    r = by["otel_rtc.traffic.bytes"]
+    assert r.mean == pytest.approx(100) and r.peaks == (pytest.approx(100),)
+    proc.shutdown()
+
+
 def test_steady_sources_are_one_column_update_per_tick_through_exports_and_new_series():
     clock = ManualClock(T0)
     p = make_test_pipeline()
