@@ -308,6 +308,77 @@ def test_a_series_is_one_series_whatever_order_its_attributes_come_in():
     assert len(cp._state.deriver.engine) == 1
 
 
+def _run_batches(batches, env, monkeypatch, memo=True):
+    """Feed ``batches`` (lists of (room or None, counter value or None), one per 1 s) to a
+    fresh processor: the gauges each batch gained (name -> attributes -> start, time,
+    value), the problem counts, and how many points were looked up (not taken from the
+    previous batch of their metric)."""
+    cp._reset_for_tests(env)
+    if not memo:
+        monkeypatch.setattr(cp._state, "remember_batch", lambda *a: None)
+    looked_up = []
+    entry = cp._entry
+    monkeypatch.setattr(cp, "_entry", lambda *a: looked_up.append(a[-1]) or entry(*a))
+    rates = []
+    for k, batch in enumerate(batches, 1):
+        pts = []
+        for room, v in batch:
+            p = num_point({"otel_rtc.room": room} if room else {"other": "x"}, T0, T0 + k * S,
+                          v if v is not None else 0)
+            if v is None:
+                p.value = None
+            pts.append(p)
+        rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", pts))
+        cp.process_metrics(rm)
+        rates.append({m.name: {frozenset((kv.key, kv.value.value) for kv in p.attributes):
+                               (p.start_time_unix_nano, p.time_unix_nano, p.value[0])
+                               for p in m.data[0].data_points}
+                      for sm in rm.scope_metrics if sm.scope.name == "otel_rtc.collector"
+                      for m in sm.metrics if isinstance(m.data, MetricData.Gauge)})
+    return rates, cp.problem_counts(), len(looked_up)
+
+
+def test_a_batch_in_the_order_of_the_previous_one_takes_its_series_and_nothing_changes(
+        monkeypatch):
+    """A batch listing the series of the previous batch of its metric in the same order
+    takes their entries without a lookup. Reordered, replaced, invalid and unlabelled
+    points give the same readings and counts as points looked up one by one."""
+    def pt(room, k, bad=False):
+        return (room, None if bad else {"a": 1000, "b": 2000, "c": 3000, None: 5}[room] * k)
+
+    seq = [[pt("a", 1), pt("b", 1)], [pt("a", 2), pt("b", 2)],  # same order: no lookup
+           [pt("b", 3), pt("a", 3)],                             # reordered
+           [pt("b", 4), pt("c", 4)], [pt("b", 5, bad=True), pt("c", 5)],  # replaced; invalid
+           [pt("a", 6, bad=True), pt("c", 6)], [pt("a", 7), pt("c", 7)],  # then found
+           [pt("c", 8), pt(None, 8)], [pt("c", 9), pt(None, 9)]]  # unlabelled: load only
+    for env in ({"OTEL_RTC_RATE_READING_SPAN": "0"},
+                {"OTEL_RTC_RATES": "false", "OTEL_RTC_RATE_READING_SPAN": "0"}):
+        rates, counts, looked_up = _run_batches(seq, env, monkeypatch)
+        assert (rates, counts) == _run_batches(seq, env, monkeypatch, memo=False)[:2]
+        assert looked_up == 2 + 2 + 2 + 1 + 1 + 2
+    # rates off: the load only, which needs direction and media too: each valid point counted
+    assert "otel_rtc.traffic.bytes.rate" not in rates[1]
+    assert counts[("otel_rtc.telemetry.dropped", "missing_attributes")] == 16
+    assert counts[("otel_rtc.telemetry.dropped", "invalid")] == 2
+    rates = [r["otel_rtc.traffic.bytes.rate"] for r in _run_batches(
+        seq, {"OTEL_RTC_RATE_READING_SPAN": "0", "OTEL_RTC_LOAD": "false"}, monkeypatch)[0]]
+    span = ("otel_rtc.rate.window", "span")
+    assert rates[1] == {frozenset({("otel_rtc.room", "a"), span}): (T0 + S, T0 + 2 * S, 1000.0),
+                        frozenset({("otel_rtc.room", "b"), span}): (T0 + S, T0 + 2 * S, 2000.0)}
+    # a ended (silent at batches 4 and 5); its valid point at 7 starts it again from T0
+    assert rates[6][frozenset({("otel_rtc.room", "a"), span})] == (T0, T0 + 7 * S, 1000.0)
+
+
+def test_batches_kept_for_the_next_one_hold_no_more_points_than_the_series_lookup():
+    cp._reset_for_tests({"OTEL_RTC_RATE_MAX_SERIES": "1", "OTEL_RTC_RATE_METRICS": "app.*"})
+    st = cp._state
+    for n, name in ((600, "app.a"), (600, "app.b"), (1100, "app.c"), (100, "app.a")):
+        pts = [num_point({"i": i}, T0, T0 + S, 1) for i in range(n)]
+        cp.process_metrics(rmetrics(sum_metric(name, pts)))
+        assert st.batch_points == sum(len(raw) for raw, _ in st.batches.values()) <= 1026
+    assert {mkey[1] for mkey in st.batches} == {"app.a"}  # at most 2 x 1 + 1024: not app.c
+
+
 def test_a_batch_of_the_resource_without_selected_metrics_reads_what_was_held():
     cp._reset_for_tests({"OTEL_RTC_LOAD": "false"})
     rm = rmetrics(sum_metric("otel_rtc.traffic.bytes", [num_point(A, T0, T0 + S, 1000)]))

@@ -11,7 +11,9 @@ under the scope ``otel_rtc.collector``, with the same names, units and attribute
 
 * **One engine, one pass**: each point is read once and observed once, for the rates
   and the load together (:class:`otel_rtc.core.derived.Deriver`, the same code as
-  in-process). Unselected metrics are recognised by name before any attribute is read.
+  in-process). Unselected metrics are recognised by name before any attribute is read. A
+  batch listing the series of the previous batch of its metric in the same order finds
+  them without a lookup.
 * **State is per series** and lives in this module for the life of the collector
   process: every point of a series must reach the same collector instance (sticky
   routing by resource/stream in a scaled-out tier). Series are capped in total
@@ -102,10 +104,27 @@ class _State:
         self.calls = 0
         # (repr(resource key), name, attributes as read) -> (series key, its tag)
         self.keys: dict[Hashable, tuple[Hashable, Any]] = {}
+        # (repr(resource key), metric name) -> (the attributes as read of each point of
+        # its previous batch, the (series key, tag) of each point, None until looked up)
+        self.batches: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {}
+        self.batch_points = 0
 
     def _on_anomaly(self, reason: str) -> None:
         self.problem(self.current, DROPPED if is_rejection(reason) else ANOMALIES, COMPONENT,
                      reason)
+
+    def remember_batch(self, mkey: tuple[str, str], raw: list[Any], entries: list[Any]) -> None:
+        """Keep a batch's points for the next one (as many points as ``keys`` holds, at most)."""
+        cap = 2 * self.settings.rate.max_series + 1024
+        old = self.batches.pop(mkey, None)
+        if old is not None:
+            self.batch_points -= len(old[0])
+        if self.batch_points + len(raw) > cap:
+            self.batches.clear()
+            self.batch_points = 0
+        if len(raw) <= cap:
+            self.batches[mkey] = (raw, entries)
+            self.batch_points += len(raw)
 
     def problem(self, rkey: Hashable, metric: str, component: str, reason: str) -> None:
         d = self.problems.get(rkey)
@@ -299,10 +318,26 @@ def _feed(st: _State, sdk: RotelSdk, m: Any, sel: int, rkey: Hashable, rid: str)
     if res is None:
         res = st.resources[rkey] = [{}, 0.0]
     series = res[0]
-    keys = st.keys
     observe = st.deriver.engine.observe
+    pts = list(inner.data_points or ())
+    # A batch that lists the same series in the same order as the previous batch of its
+    # resource and metric (what an SDK's exports do) takes that batch's series entries:
+    # one C-level comparison of the attributes as read (~0.1 us per point inside Rotel)
+    # instead of a lookup that hashes each point's fresh attribute strings (~0.8 us).
+    try:
+        raw: list[Any] | None = [tuple(map(_KEY_AND_VALUE, p.attributes)) for p in pts]
+    except (AttributeError, TypeError):  # e.g. an attribute without a value: point by point
+        raw = None
+    mkey = (rid, name)
+    memo = st.batches.get(mkey)
+    if memo is not None and memo[0] == raw:
+        entries = memo[1]
+    else:
+        entries = [None] * len(pts)
+        if raw is not None:
+            st.remember_batch(mkey, raw, entries)
     latest = 0
-    for p in list(inner.data_points or ()):
+    for i, p in enumerate(pts):
         t = p.time_unix_nano
         if hist:
             v = p.count
@@ -313,15 +348,13 @@ def _feed(st: _State, sdk: RotelSdk, m: Any, sel: int, rkey: Hashable, rid: str)
         if v is None or type(v) not in _NUMBER_TYPES or not isinstance(t, int):
             st._on_anomaly("invalid")
             continue
-        # The point's attributes as read, in their order: a known series costs one
-        # lookup (no sort, no type checks); anything else takes _series().
-        try:
-            key, tag = keys[(rid, name, tuple(map(_KEY_AND_VALUE, p.attributes)))]
-        except (KeyError, TypeError, AttributeError):
-            key, tag = _series(st, rkey, rid, name, unit, desc, hist, sel, p.attributes)
-        else:
-            if tag is None:  # counted per point, as Deriver.tag() counts a new one
-                st._on_anomaly("missing_attributes")
+        entry = entries[i]
+        if entry is None:
+            entry = entries[i] = _entry(st, rkey, rid, name, unit, desc, hist, sel,
+                                        p.attributes, raw[i] if raw is not None else None)
+        elif entry[1] is None:  # counted per point, as Deriver.tag() counts a new one
+            st._on_anomaly("missing_attributes")
+        key, tag = entry
         if tag is None:  # feeds the load only, without room, direction or media
             continue
         if observe(key, v, t, p.start_time_unix_nano or 0, cumulative, p.flags or 0, tag):
@@ -329,6 +362,23 @@ def _feed(st: _State, sdk: RotelSdk, m: Any, sel: int, rkey: Hashable, rid: str)
             if t > latest:
                 latest = t
     return latest
+
+
+def _entry(st: _State, rkey: Hashable, rid: str, name: str, unit: str, desc: str, hist: bool,
+           sel: int, kvs: Any, raw: Any) -> tuple[Hashable, Any]:
+    """The series key and tag of a point, found by its attributes as read (``raw``).
+
+    A known series costs one lookup (no sort, no type checks); anything else takes
+    :func:`_series`.
+    """
+    try:
+        entry = st.keys[(rid, name, raw if raw is not None else
+                         tuple(map(_KEY_AND_VALUE, kvs)))]
+    except (KeyError, TypeError, AttributeError):
+        return _series(st, rkey, rid, name, unit, desc, hist, sel, kvs)
+    if entry[1] is None:  # counted per point, as Deriver.tag() counts a new one
+        st._on_anomaly("missing_attributes")
+    return entry
 
 
 def _series(st: _State, rkey: Hashable, rid: str, name: str, unit: str, desc: str,
