@@ -250,6 +250,7 @@ def _requests(n_senders, rounds, series, round_s=1, name="otel_rtc.traffic.bytes
 
 NOOP_PROCESSOR = Path(__file__).resolve().parent / "_noop_processor.py"
 READ_ONLY_PROCESSOR = Path(__file__).resolve().parent / "_read_only_processor.py"
+EMIT_FLOOR_PROCESSOR = Path(__file__).resolve().parent / "_emit_floor_processor.py"
 
 
 def _cpu_s(pid):
@@ -327,28 +328,28 @@ def bench_collectors(rounds, repeats):
     """Interleaved runs of each variant x repeats; medians of points/s and CPU/point.
 
     Variants: no processor; a no-op Python processor; a Python processor that only reads
-    each point's attributes, times and value (the floor of any rate processor); the
-    otel_rtc processor on the
-    traffic counters it derives from (every point selected: the worst case); the
-    otel_rtc processor on a metric it does not select (pass-through).
+    each point's attributes, times and value (the floor of any rate processor); one that
+    reads the same and emits the otel_rtc processor's derived points at its instants,
+    deriving nothing (the floor of any processor emitting these outputs); the otel_rtc
+    processor on the traffic counters it derives from (every point selected: the worst
+    case); the otel_rtc processor on a metric it does not select (pass-through).
     """
     from otel_rtc.collector.rotel import processor_path
 
     variants = {"none": (None, "otel_rtc.traffic.bytes"),
                 "noop": (NOOP_PROCESSOR, "otel_rtc.traffic.bytes"),
                 "read_only": (READ_ONLY_PROCESSOR, "otel_rtc.traffic.bytes"),
+                "emit_floor": (EMIT_FLOOR_PROCESSOR, "otel_rtc.traffic.bytes"),
                 "otel_rtc": (processor_path(), "otel_rtc.traffic.bytes"),
                 "passthrough": (processor_path(), "app.bytes")}
     pps = {k: [] for k in variants}
     cpu = {k: [] for k in variants}
-    derived = 0
+    derived = {}
     for _ in range(repeats):
         for k, (path, name) in variants.items():
-            rate, c, d = bench_collector(path, rounds=rounds, name=name)
+            rate, c, derived[k] = bench_collector(path, rounds=rounds, name=name)
             pps[k].append(rate)
             cpu[k].append(c)
-            if k == "otel_rtc":
-                derived = d
     return ({k: statistics.median(v) for k, v in pps.items()},
             {k: statistics.median(v) for k, v in cpu.items()}, derived)
 
@@ -436,6 +437,7 @@ def main():
           f"{rounds} rounds, median of {args.repeats} interleaved runs)")
     labels = {"none": "without processor", "noop": "no-op Python processor",
               "read_only": "read-only Python processor",
+              "emit_floor": "read + emit, no derive",
               "otel_rtc": "otel_rtc processor", "passthrough": "otel_rtc, unselected"}
     for k, label in labels.items():
         note = "" if k == "none" else f"  ({rates[k] / base * 100:3.0f}% of without)"
@@ -445,7 +447,12 @@ def main():
     print(f"target: otel_rtc >= 0.8 x the read-only processor: {withp:.2f} x -> "
           f"{'MET' if withp >= 0.8 else 'NOT MET'}  (agent CPU per point "
           f"{cpu['otel_rtc'] / cpu['read_only']:.2f} x the read-only one; "
-          f"{n_derived:,} derived rate points received)")
+          f"{n_derived['otel_rtc']:,} derived rate points received)")
+    floor = rates["emit_floor"] / rates["read_only"]
+    print(f"the floor of any processor emitting these points through rotel_sdk (reading + "
+          f"emitting {n_derived['emit_floor']:,} rate points, no deriving): {floor:.2f} x "
+          f"the read-only one; otel_rtc is {rates['otel_rtc'] / rates['emit_floor']:.2f} x "
+          f"that floor")
 
     print("\n## memory per series")
     for k, v in bench_memory().items():
