@@ -25,7 +25,6 @@ __all__ = [
 ]
 
 
-
 class SampleColumns(NamedTuple):
     """What a sample source returns: the running totals of its series, column by column.
 
