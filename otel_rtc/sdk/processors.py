@@ -154,12 +154,13 @@ class _DerivedProcessor(MetricsProcessor):
         self._attr_dicts: dict[int, tuple[Attrs, dict[str, Any]]] = {}
         self._attr_keys: dict[tuple[tuple[str, Any], ...], Attrs] = {}
         # Sample rows resolved once: (name, id(attrs)) -> [attrs, engine key, tag,
-        # generation]. A source that hands out the same attributes object per series on
-        # every tick (TrafficAccounting does) costs one lookup per row; the entry holds
-        # the object, so its id cannot be reused while cached. ``generation`` is the
-        # value of ``_generation`` when the row was last admitted (gating). A row not
-        # admitted is checked again on every tick; an admitted one only after an
-        # export's bookkeeping bumps ``_generation``: only it can take admission away.
+        # generation]. When a layout is resolved, a row whose source hands out the same
+        # attributes object again (TrafficAccounting does) costs one lookup; the entry
+        # holds the object, so its id cannot be reused while cached. ``generation`` is
+        # the value of ``_generation`` when the row was last admitted (gating).
+        # Admission changes only when an export's bookkeeping bumps ``_generation``,
+        # which resolves the layout again: rows not admitted are checked again then (and
+        # at any other resolution), admitted ones only after a bump.
         self._rows: dict[tuple[str, int], list[Any]] = {}
         self._generation = 0
         # How the last tick's columns mapped onto engine series; the same column objects
